@@ -1,0 +1,117 @@
+//! Errors returned to the caller of the core.
+
+use core::fmt;
+
+use crate::uri::UriError;
+
+/// A configuration the node cannot run with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Neighbor counts must satisfy 1 ≤ min ≤ ideal ≤ max.
+    NeighborCounts {
+        /// Configured minimum.
+        min: usize,
+        /// Configured ideal.
+        ideal: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// More referrals than the protocol allows (10).
+    TooManyReferrals(usize),
+    /// Largest message size outside 16 KiB ..= 16 MiB.
+    MessageSize(usize),
+    /// A hop limit of zero would send nothing.
+    ZeroHopLimit,
+    /// The seen cache needs a non-zero capacity and time to live.
+    SeenCache,
+    /// The per-link queue cannot hold one largest frame.
+    LinkQueueTooSmall {
+        /// Configured queue bytes.
+        queue: usize,
+        /// Largest frame.
+        frame: usize,
+    },
+    /// The idle timeout must be longer than the keepalive interval, or live links would close.
+    IdleNotAboveKeepalive,
+    /// More listen addresses than a Connect can carry (8).
+    TooManyListenAddrs(usize),
+    /// A timing that must be positive is zero.
+    ZeroDuration,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NeighborCounts { min, ideal, max } => write!(
+                f,
+                "neighbor counts must satisfy 1 <= min <= ideal <= max; got min {min}, ideal {ideal}, max {max}"
+            ),
+            ConfigError::TooManyReferrals(n) => write!(f, "max_referrals is {n}; the protocol carries at most 10"),
+            ConfigError::MessageSize(n) => write!(f, "max_message_size is {n}; choose between 16384 and 16777216 bytes"),
+            ConfigError::ZeroHopLimit => write!(f, "hop_limit must be at least 1"),
+            ConfigError::SeenCache => write!(f, "seen_capacity and seen_ttl must be non-zero"),
+            ConfigError::LinkQueueTooSmall { queue, frame } => {
+                write!(f, "link_queue_bytes is {queue}; it must hold at least one largest frame ({frame} bytes)")
+            }
+            ConfigError::IdleNotAboveKeepalive => write!(f, "idle_timeout must be longer than keepalive_interval"),
+            ConfigError::TooManyListenAddrs(n) => write!(f, "{n} listen addresses; a node announces at most 8"),
+            ConfigError::ZeroDuration => write!(f, "timeouts and intervals must be non-zero"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why a send was not accepted. Nothing was sent; the payload is the caller's to retry or drop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The payload exceeds `Config::max_message_size`.
+    MessageTooLarge {
+        /// Payload bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The channel path is not valid.
+    BadPath(UriError),
+    /// A neighbor's send queue is full: wait for the adapter to drain it (the node's outbound
+    /// budget is spent), then send again.
+    Busy,
+    /// The node is not open (never opened, or closed).
+    NotOpen,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::MessageTooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds the mesh's limit of {max}; split it or raise max_message_size")
+            }
+            SendError::BadPath(e) => write!(f, "bad channel path: {e}"),
+            SendError::Busy => write!(f, "send queues are full; retry once the node has drained them"),
+            SendError::NotOpen => write!(f, "the node is not open"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Why an inbound connection was not taken; the adapter closes the socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcceptError {
+    /// Too many accepted links are still in their handshake (`max_inbound_handshakes`).
+    TooManyHandshakes,
+    /// The node is not open.
+    NotOpen,
+}
+
+impl fmt::Display for AcceptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcceptError::TooManyHandshakes => write!(f, "too many inbound handshakes in progress"),
+            AcceptError::NotOpen => write!(f, "the node is not open"),
+        }
+    }
+}
+
+impl std::error::Error for AcceptError {}

@@ -1,0 +1,145 @@
+//! One connection to a peer: its handshake state, reassembly of received frames, bounded send
+//! queue, keepalive and the link's utility bookkeeping.
+
+mod assembler;
+mod send_queue;
+
+pub use assembler::FrameAssembler;
+pub use send_queue::SendQueue;
+
+use std::net::SocketAddr;
+
+use smallvec::SmallVec;
+
+use crate::config::Config;
+use crate::id::{LinkId, NodeId};
+use crate::mesh::LinkUtility;
+use crate::time::Instant;
+
+/// Which side opened the connection.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// This node dialed.
+    Initiator,
+    /// The peer dialed and this node accepted.
+    Responder,
+}
+
+/// Where a link is in its life.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// A dial was requested; the transport has not connected yet.
+    Dialing,
+    /// Connected; Hello and Connect/Welcome are being exchanged.
+    Handshake {
+        /// The peer's Hello has arrived and checked out.
+        hello_received: bool,
+    },
+    /// A neighbor: floods flow.
+    Connected,
+    /// Closed by this node; queued bytes (a final Disconnect or Refuse) may still be drained.
+    Closing {
+        /// When the core gives up on the adapter draining the queue.
+        linger_until: Instant,
+    },
+}
+
+/// Everything the node knows about one connection.
+#[derive(Debug)]
+pub struct Link {
+    /// The handle adapters know it by.
+    pub id: LinkId,
+    /// Who dialed.
+    pub role: Role,
+    /// Life-cycle state.
+    pub state: LinkState,
+    /// The dialed address (initiator) or the remote socket address (responder).
+    pub addr: SocketAddr,
+    /// The peer's node ID once its Connect or Welcome arrived (or the referral's, while dialing).
+    pub peer: Option<NodeId>,
+    /// Where the peer listens (from its Connect, or the dialed address).
+    pub peer_listen: SmallVec<[SocketAddr; 2]>,
+    /// Reassembly of received frames.
+    pub assembler: FrameAssembler,
+    /// Bytes waiting for the adapter to pull them.
+    pub queue: SendQueue,
+    /// When the link was created (the connect timeout counts from here).
+    pub created: Instant,
+    /// Last time anything arrived.
+    pub last_recv: Instant,
+    /// Last time anything was queued.
+    pub last_send: Instant,
+    /// The nonce and send time of the keepalive Ping awaiting its Pong.
+    pub ping: Option<(u64, Instant)>,
+    /// Last measured round-trip time in nanoseconds.
+    pub rtt_nanos: Option<u64>,
+    /// Link utility bookkeeping.
+    pub utility: LinkUtility,
+    /// The deadline this link currently has in the node's timer queue.
+    pub armed: Option<Instant>,
+    /// When it became a neighbor.
+    pub connected_at: Option<Instant>,
+}
+
+impl Link {
+    /// A new link in `state`.
+    pub fn new(id: LinkId, role: Role, state: LinkState, addr: SocketAddr, now: Instant) -> Self {
+        Link {
+            id,
+            role,
+            state,
+            addr,
+            peer: None,
+            peer_listen: SmallVec::new(),
+            assembler: FrameAssembler::default(),
+            queue: SendQueue::default(),
+            created: now,
+            last_recv: now,
+            last_send: now,
+            ping: None,
+            rtt_nanos: None,
+            utility: LinkUtility::new(now),
+            armed: None,
+            connected_at: None,
+        }
+    }
+
+    /// A neighbor that floods flow to.
+    pub fn is_connected(&self) -> bool {
+        self.state == LinkState::Connected
+    }
+
+    /// Dialed by this node and not yet a neighbor.
+    pub fn is_pending_dial(&self) -> bool {
+        self.role == Role::Initiator && matches!(self.state, LinkState::Dialing | LinkState::Handshake { .. })
+    }
+
+    /// Accepted and not yet a neighbor.
+    pub fn is_pending_inbound(&self) -> bool {
+        self.role == Role::Responder && matches!(self.state, LinkState::Handshake { .. })
+    }
+
+    /// Closed by this node, waiting for its last bytes to be drained.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.state, LinkState::Closing { .. })
+    }
+
+    /// The earliest time something must happen on this link: the connect timeout while
+    /// handshaking; keepalive, idle timeout or a utility report when connected; the end of the
+    /// linger when closing.
+    pub fn next_deadline(&self, cfg: &Config) -> Instant {
+        match self.state {
+            LinkState::Dialing | LinkState::Handshake { .. } => self.created + cfg.connect_timeout,
+            LinkState::Connected => {
+                let keepalive = self.last_send + cfg.keepalive_interval;
+                let idle = self.last_recv + cfg.idle_timeout;
+                let mut d = keepalive.min(idle);
+                if self.utility.has_unreported() {
+                    d = d.min(self.utility.last_report() + cfg.utility_report_interval);
+                }
+                d
+            }
+            LinkState::Closing { linger_until } => linger_until,
+        }
+    }
+}

@@ -1,0 +1,92 @@
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+/// Bytes queued for one link, as a list of shared chunks (a forwarded flood's payload is the
+/// received buffer itself). The bound is enforced by the caller with [`has_room`](Self::has_room)
+/// before a frame's chunks are pushed, so a frame is queued whole or not at all.
+#[derive(Debug, Default)]
+pub struct SendQueue {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl SendQueue {
+    /// Queued bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Whether `n` more bytes fit under `limit`.
+    pub fn has_room(&self, n: usize, limit: usize) -> bool {
+        self.bytes.saturating_add(n) <= limit
+    }
+
+    /// Appends a chunk (empty chunks are skipped).
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.bytes += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Takes up to `max` bytes from the front (at least one byte if any are queued and
+    /// `max > 0`). Chunks are split, never copied.
+    pub fn pop(&mut self, max: usize) -> Option<Bytes> {
+        if max == 0 {
+            return None;
+        }
+        let front = self.chunks.front_mut()?;
+        let out = if front.len() <= max {
+            self.chunks.pop_front()?
+        } else {
+            front.split_to(max)
+        };
+        self.bytes -= out.len();
+        Some(out)
+    }
+
+    /// Drops everything queued (the link is gone).
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_in_order_and_splits_without_copying() {
+        let mut q = SendQueue::default();
+        let big = Bytes::from(vec![7u8; 100]);
+        q.push(Bytes::from_static(b"abc"));
+        q.push(Bytes::new());
+        q.push(big.clone());
+        assert_eq!(q.len_bytes(), 103);
+        assert_eq!(&q.pop(10).unwrap()[..], b"abc");
+        let part = q.pop(40).unwrap();
+        assert_eq!(part.len(), 40);
+        assert_eq!(part.as_ptr(), big.as_ptr());
+        assert_eq!(q.pop(1000).unwrap().len(), 60);
+        assert!(q.pop(1000).is_none());
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn room_is_checked_against_the_limit() {
+        let mut q = SendQueue::default();
+        q.push(Bytes::from(vec![0u8; 90]));
+        assert!(q.has_room(10, 100));
+        assert!(!q.has_room(11, 100));
+        assert!(!q.has_room(usize::MAX, 100));
+        q.clear();
+        assert_eq!(q.len_bytes(), 0);
+    }
+}

@@ -1,0 +1,126 @@
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use crate::id::NodeId;
+use crate::rng::Rng;
+use crate::wire::Referral;
+
+/// Addresses of mesh members learned from referrals and resolver answers, waiting to be dialed.
+/// Bounded; when full, the oldest entry gives way (fresh referrals are likelier to be alive).
+#[derive(Debug)]
+pub struct ReferralCache {
+    entries: VecDeque<(SocketAddr, Option<NodeId>)>,
+    capacity: usize,
+}
+
+impl ReferralCache {
+    /// An empty cache holding at most `capacity` addresses.
+    pub fn new(capacity: usize) -> Self {
+        ReferralCache { entries: VecDeque::new(), capacity }
+    }
+
+    /// Adds or refreshes an address (and the node ID, when the referral named one).
+    pub fn insert(&mut self, addr: SocketAddr, node: Option<NodeId>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if let Some(i) = self.entries.iter().position(|(a, _)| *a == addr) {
+            self.entries.remove(i);
+        } else if self.entries.len() >= self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((addr, node));
+    }
+
+    /// Removes and returns a random entry for which `usable` holds; entries it rejects are
+    /// dropped on the way (they name this node or a current neighbor).
+    pub fn take_random(
+        &mut self,
+        rng: &mut Rng,
+        mut usable: impl FnMut(SocketAddr, Option<NodeId>) -> bool,
+    ) -> Option<(SocketAddr, Option<NodeId>)> {
+        self.entries.retain(|(a, n)| usable(*a, *n));
+        if self.entries.is_empty() {
+            return None;
+        }
+        let i = rng.below(self.entries.len());
+        self.entries.remove(i)
+    }
+
+    /// Number of cached addresses.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Nothing cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Picks up to `max` referrals at random from `neighbors` (the original took the first N, so
+/// every newcomer was sent to the same few nodes).
+pub fn choose_referrals(rng: &mut Rng, neighbors: &mut Vec<Referral>, max: usize) -> Vec<Referral> {
+    let k = max.min(neighbors.len());
+    rng.sample_in_place(neighbors, k);
+    neighbors.truncate(k);
+    core::mem::take(neighbors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(i: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], i))
+    }
+
+    #[test]
+    fn bounded_and_oldest_gives_way() {
+        let mut c = ReferralCache::new(3);
+        for i in 0..5 {
+            c.insert(addr(i), None);
+        }
+        assert_eq!(c.len(), 3);
+        let mut rng = Rng::from_seed(1);
+        let mut got = Vec::new();
+        while let Some((a, _)) = c.take_random(&mut rng, |_, _| true) {
+            got.push(a.port());
+        }
+        got.sort();
+        assert_eq!(got, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn reinsert_does_not_duplicate_and_filter_drops() {
+        let mut c = ReferralCache::new(10);
+        c.insert(addr(1), None);
+        c.insert(addr(1), NodeId::new(9));
+        c.insert(addr(2), None);
+        assert_eq!(c.len(), 2);
+        let mut rng = Rng::from_seed(2);
+        let got = c.take_random(&mut rng, |a, _| a.port() == 1).unwrap();
+        assert_eq!(got, (addr(1), NodeId::new(9)));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn referrals_are_a_random_sample() {
+        let mut rng = Rng::from_seed(5);
+        let all: Vec<Referral> =
+            (1..=20).map(|i| Referral { node: NodeId::new(i).unwrap(), addr: addr(i as u16) }).collect();
+        let mut firsts = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let mut n = all.clone();
+            let got = choose_referrals(&mut rng, &mut n, 10);
+            assert_eq!(got.len(), 10);
+            let mut ids: Vec<_> = got.iter().map(|r| r.node).collect();
+            ids.dedup();
+            assert_eq!(ids.len(), 10);
+            firsts.insert(got[0].node);
+        }
+        assert!(firsts.len() > 5, "not random: {firsts:?}");
+        let mut few = all[..3].to_vec();
+        assert_eq!(choose_referrals(&mut rng, &mut few, 10).len(), 3);
+    }
+}

@@ -1,0 +1,980 @@
+//! The node: routes inputs to the link, mesh and flood parts and collects their outputs.
+//! Protocol decisions live in those parts; this file wires them together.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use crate::config::Config;
+use crate::error::{AcceptError, ConfigError, SendError};
+use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
+use crate::flood::{forward_hops, SeenCache};
+use crate::id::{LinkId, MessageId, NodeId};
+use crate::link::{Link, LinkState, Role};
+use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
+use crate::reason::CloseReason;
+use crate::rng::Rng;
+use crate::stats::Stats;
+use crate::time::Instant;
+use crate::timers::{Timer, Timers};
+use crate::uri::ChannelPath;
+use crate::wire::{self, Connect, Disconnect, Flood, Frame, Hello, Referral, Refuse, Welcome};
+
+/// Room beyond `link_queue_bytes` kept for control frames (Pong, reports, a final Disconnect),
+/// so a link full of floods can still be told goodbye.
+const CONTROL_HEADROOM: usize = 16 * 1024;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum NodeState {
+    Created,
+    Open,
+    Closed,
+}
+
+/// How a link ends.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Ending {
+    /// This node decided: send a farewell frame if the peer is listening, then CloseLink.
+    Local,
+    /// The peer said goodbye (Disconnect, Refuse): CloseLink, no farewell.
+    ByPeer,
+    /// The transport is already gone (the adapter told us): forget the link.
+    Transport(Option<std::io::ErrorKind>),
+}
+
+/// One member of one mesh, as a pure state machine: inputs in, outputs out, no I/O.
+///
+/// ```
+/// use peerchannel_core::{Config, Input, Instant, MeshId, Node, Output};
+///
+/// let config = Config::new(MeshId::new("soccerpals").unwrap(), 42);
+/// let mut node = Node::new(config, Instant::ZERO).unwrap();
+/// node.handle_input(Instant::ZERO, Input::Open);
+/// while let Some(out) = node.poll_output() {
+///     // No bootstrap list: the node asks its resolver for members.
+///     assert!(matches!(out, Output::Resolve { .. }));
+/// }
+/// assert!(node.poll_timeout().is_some());
+/// ```
+#[derive(Debug)]
+pub struct Node {
+    cfg: Config,
+    id: NodeId,
+    rng: Rng,
+    state: NodeState,
+    links: BTreeMap<LinkId, Link>,
+    next_link: u64,
+    timers: Timers,
+    maintainer: Maintainer,
+    /// Neighbors the maintainer grows toward now: `min` until the first periodic run, then `ideal`.
+    target: usize,
+    /// When a repair retry is armed.
+    repair_at: Option<Instant>,
+    seen: SeenCache,
+    channels: BTreeMap<Box<[u8]>, ChannelPath>,
+    outputs: VecDeque<Output>,
+    scratch: BytesMut,
+    stats: Stats,
+    online: bool,
+    next_request: u64,
+    max_frame: usize,
+    now: Instant,
+}
+
+impl Node {
+    /// A node of `config.mesh`, not yet open. Everything random about it derives from
+    /// `config.seed`.
+    pub fn new(config: Config, now: Instant) -> Result<Node, ConfigError> {
+        config.validate()?;
+        let mut rng = Rng::from_seed(config.seed);
+        let id = match config.node_id {
+            Some(id) => id,
+            None => loop {
+                if let Some(id) = NodeId::new(rng.next_u64()) {
+                    break id;
+                }
+            },
+        };
+        let key = [rng.next_u64(), rng.next_u64()];
+        Ok(Node {
+            seen: SeenCache::new(config.seen_ttl, config.seen_capacity, key, now),
+            maintainer: Maintainer::new(config.referral_cache_size, now),
+            target: config.min_neighbors,
+            max_frame: wire::max_frame_len(config.max_message_size),
+            cfg: config,
+            id,
+            rng,
+            state: NodeState::Created,
+            links: BTreeMap::new(),
+            next_link: 1,
+            timers: Timers::default(),
+            repair_at: None,
+            channels: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            scratch: BytesMut::with_capacity(4096),
+            stats: Stats::default(),
+            online: false,
+            next_request: 1,
+            now,
+        })
+    }
+
+    /// This node's ID.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Whether the node has at least one neighbor.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// Whether the node has been opened and not closed.
+    pub fn is_open(&self) -> bool {
+        self.state == NodeState::Open
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    /// Feeds one input. Drain [`poll_output`](Self::poll_output) afterwards.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.advance(now);
+        match input {
+            Input::Open => self.open(now),
+            Input::Close => self.close(now),
+            Input::LinkConnected { link } => self.on_link_connected(now, link),
+            Input::DialFailed { link, error } => {
+                if self.links.get(&link).is_some_and(|l| l.state == LinkState::Dialing) {
+                    self.end_link(now, link, CloseReason::Faulted, Ending::Transport(Some(error)));
+                }
+            }
+            Input::Received { link, data } => self.on_received(now, link, data),
+            Input::LinkClosed { link, error } => {
+                let reason = if error.is_some() { CloseReason::Faulted } else { CloseReason::Closed };
+                self.end_link(now, link, reason, Ending::Transport(error));
+            }
+            Input::Resolved { id, addrs } => self.on_resolved(now, id, Some(addrs)),
+            Input::ResolveFailed { id } => self.on_resolved(now, id, None),
+        }
+    }
+
+    /// Takes an inbound transport connection from `remote`; returns the handle to use for it.
+    /// On error the adapter closes the socket.
+    pub fn accept(&mut self, now: Instant, remote: SocketAddr) -> Result<LinkId, AcceptError> {
+        self.advance(now);
+        if self.state != NodeState::Open {
+            return Err(AcceptError::NotOpen);
+        }
+        if self.links.values().filter(|l| l.is_pending_inbound()).count() >= self.cfg.max_inbound_handshakes {
+            self.stats.accept_refused += 1;
+            return Err(AcceptError::TooManyHandshakes);
+        }
+        let id = self.new_link_id();
+        let link = Link::new(id, Role::Responder, LinkState::Handshake { hello_received: false }, remote, now);
+        self.links.insert(id, link);
+        self.stats.accepted += 1;
+        self.queue_control(id, &self.hello());
+        self.rearm_link(id);
+        Ok(id)
+    }
+
+    /// Sends `payload` to every other member of the mesh on channel `path`. Returns the
+    /// message's ID. Own messages are not delivered back to this node.
+    pub fn send(&mut self, now: Instant, path: &ChannelPath, payload: Bytes) -> Result<MessageId, SendError> {
+        self.advance(now);
+        if self.state != NodeState::Open {
+            return Err(SendError::NotOpen);
+        }
+        if payload.len() > self.cfg.max_message_size {
+            return Err(SendError::MessageTooLarge { size: payload.len(), max: self.cfg.max_message_size });
+        }
+        let frame_bytes = wire::LEN_PREFIX + wire::FLOOD_FIXED + path.as_bytes().len() + payload.len();
+        let limit = self.cfg.link_queue_bytes;
+        if self.links.values().any(|l| l.is_connected() && !l.queue.has_room(frame_bytes, limit)) {
+            self.stats.send_busy += 1;
+            return Err(SendError::Busy);
+        }
+        let mut id = MessageId::default();
+        self.rng.fill(&mut id.0);
+        self.seen.insert(now, id);
+        let h = self.cfg.hop_limit;
+        wire::encode_flood_header(h, h, &id.0, self.id.get(), path.as_bytes(), payload.len(), &mut self.scratch);
+        let header = self.scratch.split().freeze();
+        for link in self.connected_links(None) {
+            self.queue_flood(now, link, &header, &payload);
+        }
+        self.stats.floods_sent += 1;
+        Ok(id)
+    }
+
+    /// Whether a message of `payload_len` bytes on `path` would be accepted by
+    /// [`send`](Self::send) now (no neighbor queue too full). Adapters use it to wait instead
+    /// of retrying.
+    pub fn can_send(&self, path: &ChannelPath, payload_len: usize) -> bool {
+        let frame_bytes = wire::LEN_PREFIX + wire::FLOOD_FIXED + path.as_bytes().len() + payload_len;
+        self.links.values().all(|l| !l.is_connected() || l.queue.has_room(frame_bytes, self.cfg.link_queue_bytes))
+    }
+
+    /// Delivers floods on `path` to this node from now on.
+    pub fn open_channel(&mut self, path: ChannelPath) {
+        self.channels.insert(path.as_bytes().into(), path);
+    }
+
+    /// Stops delivering floods on `path` (they are still forwarded).
+    pub fn close_channel(&mut self, path: &ChannelPath) {
+        self.channels.remove(path.as_bytes());
+    }
+
+    // ----- outputs ------------------------------------------------------------------------
+
+    /// The next output, if any. O(1).
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Up to `max` bytes to write on `link`, `None` when its queue is empty. Call it while the
+    /// socket takes more; the chunks share memory with received buffers and payloads.
+    pub fn poll_transmit(&mut self, link: LinkId, max: usize) -> Option<Bytes> {
+        let l = self.links.get_mut(&link)?;
+        match l.queue.pop(max) {
+            Some(b) => {
+                self.stats.bytes_sent += b.len() as u64;
+                Some(b)
+            }
+            None => {
+                if l.is_closing() {
+                    // Drained: the adapter closes the socket; nothing more to remember.
+                    self.links.remove(&link);
+                }
+                None
+            }
+        }
+    }
+
+    /// The next time [`handle_timeout`](Self::handle_timeout) must be called, if any.
+    /// Calling it earlier or more often is harmless.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Runs everything due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Link(id) => self.on_link_timer(now, id, at),
+                Timer::Maintainer => {
+                    if self.maintainer.next_tick == at && self.state == NodeState::Open {
+                        self.periodic_maintenance(now);
+                    }
+                }
+                Timer::Repair => {
+                    if self.repair_at == Some(at) {
+                        self.repair_at = None;
+                        self.maintainer.resolve_attempts = 0;
+                        self.maintain(now);
+                    }
+                }
+                Timer::Refresh => {
+                    if self.maintainer.next_refresh == at {
+                        self.refresh(now);
+                    }
+                }
+                Timer::Resolve => {
+                    if matches!(self.maintainer.resolving, Some((id, _, deadline)) if deadline == at && id != 0) {
+                        let id = self.maintainer.resolving.map_or(0, |r| r.0);
+                        self.on_resolved(now, id, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counters, plus the current sizes.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.seen_len = self.seen.len();
+        s.seen_evicted_early = self.seen.evicted_early();
+        s.neighbors = self.neighbor_count();
+        s.queued_bytes = self.links.values().map(|l| l.queue.len_bytes()).sum();
+        s
+    }
+
+    /// The current neighbors.
+    pub fn neighbors(&self) -> Vec<NeighborInfo> {
+        self.links
+            .values()
+            .filter(|l| l.is_connected())
+            .filter_map(|l| {
+                Some(NeighborInfo {
+                    link: l.id,
+                    node: l.peer?,
+                    addr: l.addr,
+                    initiated_locally: l.role == Role::Initiator,
+                    utility: l.utility.value(),
+                    queued_bytes: l.queue.len_bytes(),
+                    rtt_nanos: l.rtt_nanos,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of neighbors.
+    pub fn neighbor_count(&self) -> usize {
+        self.links.values().filter(|l| l.is_connected()).count()
+    }
+
+    /// Checks the node's bounds: neighbors ≤ max, seen cache ≤ its capacity, every send queue
+    /// ≤ its bound, inbound handshakes ≤ their bound, reassembly ≤ one frame. For tests and
+    /// fuzzing; returns what is broken.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let n = self.neighbor_count();
+        if n > self.cfg.max_neighbors {
+            return Err(format!("{n} neighbors > max {}", self.cfg.max_neighbors));
+        }
+        if self.seen.len() > self.seen.capacity() {
+            return Err(format!("seen cache {} > capacity {}", self.seen.len(), self.seen.capacity()));
+        }
+        let inbound = self.links.values().filter(|l| l.is_pending_inbound()).count();
+        if inbound > self.cfg.max_inbound_handshakes {
+            return Err(format!("{inbound} inbound handshakes > {}", self.cfg.max_inbound_handshakes));
+        }
+        for l in self.links.values() {
+            let q = l.queue.len_bytes();
+            if q > self.cfg.link_queue_bytes + CONTROL_HEADROOM {
+                return Err(format!("{} queue {q} bytes over its bound", l.id));
+            }
+            if l.assembler.buffered() > wire::LEN_PREFIX + self.max_frame + (1 << 20) {
+                return Err(format!("{} holds {} unparsed bytes", l.id, l.assembler.buffered()));
+            }
+        }
+        if self.maintainer.cache.len() > self.cfg.referral_cache_size {
+            return Err("referral cache over its size".into());
+        }
+        Ok(())
+    }
+
+    // ----- node life cycle ----------------------------------------------------------------
+
+    fn advance(&mut self, now: Instant) {
+        // Inputs may come with a slightly older `now` from a multi-threaded adapter; the node's
+        // clock never goes back.
+        self.now = self.now.max(now);
+    }
+
+    fn open(&mut self, now: Instant) {
+        if self.state != NodeState::Created {
+            return;
+        }
+        self.state = NodeState::Open;
+        self.target = self.cfg.min_neighbors;
+        let first_tick = now + self.jittered(self.cfg.maintainer_interval, 10);
+        self.maintainer.next_tick = first_tick;
+        self.timers.arm(first_tick, Timer::Maintainer);
+        self.schedule_refresh(now);
+        self.maintain(now);
+    }
+
+    fn close(&mut self, now: Instant) {
+        if self.state != NodeState::Open {
+            self.state = NodeState::Closed;
+            return;
+        }
+        self.state = NodeState::Closed;
+        self.maintainer.resolving = None;
+        let ids: Vec<LinkId> = self.links.values().filter(|l| !l.is_closing()).map(|l| l.id).collect();
+        for id in ids {
+            self.end_link(now, id, CloseReason::LeavingMesh, Ending::Local);
+        }
+        self.update_online();
+    }
+
+    /// A duration with up to `percent`% random extra, so nodes started together drift apart.
+    fn jittered(&mut self, d: core::time::Duration, percent: u64) -> core::time::Duration {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        core::time::Duration::from_nanos(self.rng.jitter(nanos, nanos / 100 * percent))
+    }
+
+    fn schedule_refresh(&mut self, now: Instant) {
+        if let Some(every) = self.cfg.refresh_interval {
+            let at = now + self.jittered(every, 50);
+            self.maintainer.next_refresh = at;
+            self.timers.arm(at, Timer::Refresh);
+        }
+    }
+
+    // ----- maintenance --------------------------------------------------------------------
+
+    fn periodic_maintenance(&mut self, now: Instant) {
+        self.target = self.cfg.ideal_neighbors;
+        self.maintainer.resolve_attempts = 0;
+        self.seen.rotate(now);
+        // Prune above ideal, least useful first; only links whose utility is known qualify.
+        while self.neighbor_count() > self.cfg.ideal_neighbors {
+            let candidates = self
+                .links
+                .values()
+                .filter(|l| l.is_connected())
+                .map(|l| (l.id, l.utility.value(), l.utility.is_accurate()))
+                .collect::<SmallVec<[_; 8]>>();
+            let Some(victim) = mesh::least_useful(candidates.into_iter()) else { break };
+            self.end_link(now, victim, CloseReason::NotUsefulNeighbor, Ending::Local);
+        }
+        self.maintain(now);
+        let next = now + self.jittered(self.cfg.maintainer_interval, 10);
+        self.maintainer.next_tick = next;
+        self.timers.arm(next, Timer::Maintainer);
+    }
+
+    /// Dials toward the current target from the referral cache, refilling the cache from the
+    /// bootstrap list or the resolver when it runs dry; arms a retry if below `min` with
+    /// nothing in flight.
+    fn maintain(&mut self, now: Instant) {
+        if self.state != NodeState::Open {
+            return;
+        }
+        for _ in 0..2 {
+            let (connected, dialing) = self.counts();
+            let mut plan = {
+                let (links, cfg, id) = (&self.links, &self.cfg, self.id);
+                let usable = |addr: SocketAddr, node: Option<NodeId>| is_usable(links, cfg, id, addr, node);
+                self.maintainer.plan_growth(self.target, connected, dialing, self.cfg.resolve_attempts, &mut self.rng, usable)
+            };
+            for (addr, node) in core::mem::take(&mut plan.dials) {
+                self.dial(now, addr, node);
+            }
+            if plan.resolve.is_none() {
+                break;
+            }
+            self.maintainer.resolve_attempts += 1;
+            if self.cfg.bootstrap.is_empty() {
+                self.request_resolve(now, ResolvePurpose::Join);
+                break;
+            }
+            // A bootstrap list is a resolver that answers at once: refill and plan again.
+            let mut boot = self.cfg.bootstrap.clone();
+            let k = self.cfg.resolve_max_addresses;
+            self.rng.sample_in_place(&mut boot, k);
+            for addr in boot.into_iter().take(k) {
+                self.maintainer.cache.insert(addr, None);
+            }
+        }
+        let (connected, dialing) = self.counts();
+        if connected < self.cfg.min_neighbors && dialing == 0 && self.maintainer.resolving.is_none() {
+            let at = now + self.cfg.repair_retry_interval;
+            if self.repair_at.is_none_or(|r| r > at) {
+                self.repair_at = Some(at);
+                self.timers.arm(at, Timer::Repair);
+            }
+        }
+    }
+
+    fn refresh(&mut self, now: Instant) {
+        if self.state != NodeState::Open {
+            return;
+        }
+        self.schedule_refresh(now);
+        let (connected, dialing) = self.counts();
+        if connected < self.cfg.min_neighbors || connected > self.cfg.ideal_neighbors || dialing > 0 {
+            return;
+        }
+        if self.cfg.bootstrap.is_empty() {
+            if self.maintainer.resolving.is_none() {
+                self.request_resolve(now, ResolvePurpose::Refresh);
+            }
+        } else {
+            let boot = self.cfg.bootstrap.clone();
+            self.dial_one_of(now, &boot);
+        }
+    }
+
+    /// Dials one random usable address of `addrs` (the mesh refresh's extra link).
+    fn dial_one_of(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        let mut usable: Vec<SocketAddr> =
+            addrs.iter().copied().filter(|a| is_usable(&self.links, &self.cfg, self.id, *a, None)).collect();
+        if usable.is_empty() || self.neighbor_count() >= self.cfg.max_neighbors {
+            return;
+        }
+        let i = self.rng.below(usable.len());
+        let addr = usable.swap_remove(i);
+        self.dial(now, addr, None);
+    }
+
+    fn request_resolve(&mut self, now: Instant, purpose: ResolvePurpose) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let deadline = now + self.cfg.resolve_timeout;
+        self.maintainer.resolving = Some((id, purpose, deadline));
+        self.timers.arm(deadline, Timer::Resolve);
+        self.stats.resolves += 1;
+        self.outputs.push_back(Output::Resolve {
+            id,
+            mesh: self.cfg.mesh.clone(),
+            max_addresses: self.cfg.resolve_max_addresses,
+        });
+    }
+
+    fn on_resolved(&mut self, now: Instant, id: u64, addrs: Option<Vec<SocketAddr>>) {
+        let Some((pending, purpose, _)) = self.maintainer.resolving else { return };
+        if pending != id {
+            return;
+        }
+        self.maintainer.resolving = None;
+        let Some(addrs) = addrs else {
+            self.stats.resolve_failures += 1;
+            self.maintain(now);
+            return;
+        };
+        match purpose {
+            ResolvePurpose::Join => {
+                for addr in addrs.into_iter().take(self.cfg.resolve_max_addresses.max(1) * 4) {
+                    self.maintainer.cache.insert(addr, None);
+                }
+            }
+            ResolvePurpose::Refresh => self.dial_one_of(now, &addrs),
+        }
+        self.maintain(now);
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        let mut connected = 0;
+        let mut dialing = 0;
+        for l in self.links.values() {
+            connected += usize::from(l.is_connected());
+            dialing += usize::from(l.is_pending_dial());
+        }
+        (connected, dialing)
+    }
+
+    fn dial(&mut self, now: Instant, addr: SocketAddr, node: Option<NodeId>) {
+        let id = self.new_link_id();
+        let mut link = Link::new(id, Role::Initiator, LinkState::Dialing, addr, now);
+        link.peer = node;
+        link.peer_listen.push(addr);
+        self.links.insert(id, link);
+        self.stats.dials += 1;
+        self.outputs.push_back(Output::Dial { link: id, addr });
+        self.rearm_link(id);
+    }
+
+    fn new_link_id(&mut self) -> LinkId {
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        id
+    }
+
+    // ----- links --------------------------------------------------------------------------
+
+    fn hello(&self) -> Frame {
+        Frame::Hello(Hello { version: wire::VERSION, security: 0, mesh: self.cfg.mesh.clone() })
+    }
+
+    fn on_link_connected(&mut self, now: Instant, id: LinkId) {
+        let Some(link) = self.links.get_mut(&id) else { return };
+        if link.state != LinkState::Dialing {
+            return;
+        }
+        link.state = LinkState::Handshake { hello_received: false };
+        link.last_recv = now;
+        let connect = Frame::Connect(Connect { node: self.id, addrs: self.cfg.listen_addrs.iter().copied().collect() });
+        self.queue_control(id, &self.hello());
+        self.queue_control(id, &connect);
+        self.rearm_link(id);
+    }
+
+    fn on_received(&mut self, now: Instant, id: LinkId, data: Bytes) {
+        let Some(link) = self.links.get_mut(&id) else { return };
+        if link.is_closing() {
+            return;
+        }
+        self.stats.bytes_received += data.len() as u64;
+        if link.state == LinkState::Dialing {
+            // Bytes before the transport said it connected: the adapter broke the contract.
+            self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+            return;
+        }
+        link.last_recv = now;
+        let copied_before = link.assembler.copied_bytes();
+        link.assembler.push(data);
+        loop {
+            let Some(link) = self.links.get_mut(&id) else { return };
+            if link.is_closing() {
+                return;
+            }
+            let frame = match link.assembler.next_frame(self.max_frame) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => {
+                    self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                    return;
+                }
+            };
+            match wire::decode_frame(&frame) {
+                Ok(decoded) => self.on_frame(now, id, frame, decoded),
+                Err(_) => {
+                    self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                    return;
+                }
+            }
+        }
+        if let Some(link) = self.links.get(&id) {
+            self.stats.reassembly_copied_bytes += link.assembler.copied_bytes() - copied_before;
+        }
+        self.rearm_link(id);
+    }
+
+    fn on_frame(&mut self, now: Instant, id: LinkId, raw: Bytes, frame: Frame) {
+        let Some(link) = self.links.get_mut(&id) else { return };
+        match (link.state, frame) {
+            (LinkState::Handshake { hello_received: false }, Frame::Hello(h)) => {
+                if h.mesh != self.cfg.mesh {
+                    self.end_link(now, id, CloseReason::WrongMesh, Ending::Local);
+                } else if h.security != 0 {
+                    self.end_link(now, id, CloseReason::Incompatible, Ending::Local);
+                } else {
+                    link.state = LinkState::Handshake { hello_received: true };
+                }
+            }
+            (LinkState::Handshake { hello_received: true }, Frame::Connect(c)) if link.role == Role::Responder => {
+                link.peer_listen = c.addrs;
+                self.introduce(now, id, c.node, Vec::new());
+            }
+            (LinkState::Handshake { hello_received: true }, Frame::Welcome(w)) if link.role == Role::Initiator => {
+                self.introduce(now, id, w.node, w.referrals);
+            }
+            (LinkState::Handshake { hello_received: true }, Frame::Refuse(r)) if link.role == Role::Initiator => {
+                self.learn_referrals(&r.referrals);
+                self.end_link(now, id, r.reason, Ending::ByPeer);
+            }
+            (LinkState::Handshake { hello_received: true } | LinkState::Connected, Frame::Disconnect(d)) => {
+                self.learn_referrals(&d.referrals);
+                self.end_link(now, id, d.reason, Ending::ByPeer);
+            }
+            (LinkState::Handshake { hello_received: true } | LinkState::Connected, Frame::Ping(n)) => {
+                self.queue_control(id, &Frame::Pong(n));
+            }
+            (LinkState::Handshake { hello_received: true } | LinkState::Connected, Frame::Pong(n)) => {
+                if let Some((nonce, sent)) = link.ping {
+                    if nonce == n {
+                        link.rtt_nanos = Some((now - sent).as_nanos() as u64);
+                        link.ping = None;
+                    }
+                }
+            }
+            (LinkState::Connected, Frame::LinkUtility(r)) => {
+                if link.utility.on_report(r).is_err() {
+                    self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                }
+            }
+            (LinkState::Connected, Frame::Flood(f)) => self.on_flood(now, id, raw, f),
+            _ => self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local),
+        }
+    }
+
+    /// The peer named itself (Connect at the responder, Welcome at the initiator): admit it as a
+    /// neighbor or turn it away, by the rules in `mesh::admission`.
+    fn introduce(&mut self, now: Instant, id: LinkId, peer: NodeId, referrals: Vec<Referral>) {
+        let Some(link) = self.links.get(&id) else { return };
+        let new_local = link.role == Role::Initiator;
+        let existing = self
+            .links
+            .values()
+            .find(|l| l.id != id && !l.is_closing() && l.peer == Some(peer) && l.state != LinkState::Dialing)
+            .map(|l| ExistingLink { link: l.id, initiated_locally: l.role == Role::Initiator });
+        let connected = self.neighbor_count();
+        self.learn_referrals(&referrals);
+        if let Some(link) = self.links.get_mut(&id) {
+            link.peer = Some(peer);
+        }
+        match mesh::admit(self.id, peer, new_local, existing, connected, self.cfg.max_neighbors) {
+            Admission::Refuse(reason) => self.end_link(now, id, reason, Ending::Local),
+            Admission::AcceptReplacing(old) => {
+                self.end_link(now, old, CloseReason::DuplicateNeighbor, Ending::Local);
+                self.neighbor_up(now, id);
+            }
+            Admission::Accept => self.neighbor_up(now, id),
+        }
+    }
+
+    fn neighbor_up(&mut self, now: Instant, id: LinkId) {
+        let Some(link) = self.links.get_mut(&id) else { return };
+        link.state = LinkState::Connected;
+        link.connected_at = Some(now);
+        link.utility = mesh::LinkUtility::new(now);
+        let (node, addr, role) = (link.peer, link.addr, link.role);
+        if role == Role::Responder {
+            let referrals = self.referrals_for(id);
+            self.queue_control(id, &Frame::Welcome(Welcome { node: self.id, referrals }));
+        }
+        self.maintainer.resolve_attempts = 0;
+        self.stats.neighbors_up += 1;
+        if let Some(node) = node {
+            self.outputs.push_back(Output::Event(Event::NeighborUp { link: id, node, addr }));
+        }
+        self.update_online();
+        self.rearm_link(id);
+    }
+
+    fn learn_referrals(&mut self, referrals: &[Referral]) {
+        for r in referrals {
+            if r.node != self.id && !self.cfg.listen_addrs.contains(&r.addr) {
+                self.maintainer.cache.insert(r.addr, Some(r.node));
+            }
+        }
+    }
+
+    /// Up to `max_referrals` random neighbors other than the one on `exclude`.
+    fn referrals_for(&mut self, exclude: LinkId) -> Vec<Referral> {
+        let mut all: Vec<Referral> = self
+            .links
+            .values()
+            .filter(|l| l.id != exclude && l.is_connected())
+            .filter_map(|l| Some(Referral { node: l.peer?, addr: *l.peer_listen.first()? }))
+            .collect();
+        mesh::choose_referrals(&mut self.rng, &mut all, self.cfg.max_referrals)
+    }
+
+    /// Ends a link for `reason`, reports it, and repairs the mesh if it fell below `min`.
+    fn end_link(&mut self, now: Instant, id: LinkId, reason: CloseReason, ending: Ending) {
+        let Some(link) = self.links.get(&id) else { return };
+        if link.is_closing() {
+            if matches!(ending, Ending::Transport(_)) {
+                self.links.remove(&id);
+            }
+            return;
+        }
+        let was_connected = link.is_connected();
+        let (role, addr, peer, state) = (link.role, link.addr, link.peer, link.state);
+        if ending == Ending::Local {
+            let heard_hello = matches!(state, LinkState::Handshake { hello_received: true } | LinkState::Connected);
+            if heard_hello || reason == CloseReason::WrongMesh || reason == CloseReason::Incompatible {
+                let referrals = self.referrals_for(id);
+                let farewell = if role == Role::Responder && !was_connected && Refuse::allowed(reason) {
+                    Frame::Refuse(Refuse { reason, referrals })
+                } else {
+                    Frame::Disconnect(Disconnect { reason, referrals })
+                };
+                self.queue_control(id, &farewell);
+            }
+        }
+        match ending {
+            Ending::Transport(_) => {
+                self.links.remove(&id);
+            }
+            Ending::Local | Ending::ByPeer => {
+                self.outputs.push_back(Output::CloseLink { link: id, reason });
+                let linger_until = now + self.cfg.close_linger;
+                if let Some(link) = self.links.get_mut(&id) {
+                    if ending == Ending::ByPeer {
+                        link.queue.clear();
+                    }
+                    if link.queue.is_empty() {
+                        self.links.remove(&id);
+                    } else {
+                        link.state = LinkState::Closing { linger_until };
+                        link.armed = None;
+                        self.rearm_link(id);
+                    }
+                }
+            }
+        }
+        let by_peer = ending != Ending::Local;
+        if was_connected {
+            self.stats.neighbors_down[reason.index()] += 1;
+            if let Some(node) = peer {
+                self.outputs.push_back(Output::Event(Event::NeighborDown { link: id, node, reason, by_peer }));
+            }
+            self.update_online();
+        } else if role == Role::Initiator {
+            self.stats.dial_failures += 1;
+            let failure = match ending {
+                Ending::Transport(Some(kind)) if state == LinkState::Dialing => DialFailure::Io(kind),
+                _ => DialFailure::Handshake(reason),
+            };
+            if !matches!(failure, DialFailure::Io(_)) {
+                self.stats.handshakes_failed[reason.index()] += 1;
+            }
+            self.outputs.push_back(Output::Event(Event::DialFailed { addr, reason: failure }));
+        } else {
+            self.stats.handshakes_failed[reason.index()] += 1;
+            self.outputs.push_back(Output::Event(Event::InboundRefused { addr, reason }));
+        }
+        if self.state == NodeState::Open && self.neighbor_count() < self.target {
+            self.maintain(now);
+        }
+    }
+
+    fn update_online(&mut self) {
+        let online = self.neighbor_count() > 0;
+        if online != self.online {
+            self.online = online;
+            self.outputs.push_back(Output::Event(if online { Event::Online } else { Event::Offline }));
+        }
+    }
+
+    fn on_link_timer(&mut self, now: Instant, id: LinkId, at: Instant) {
+        let Some(link) = self.links.get_mut(&id) else { return };
+        if link.armed != Some(at) {
+            return;
+        }
+        link.armed = None;
+        match link.state {
+            LinkState::Dialing | LinkState::Handshake { .. } => {
+                if now >= link.created + self.cfg.connect_timeout {
+                    self.end_link(now, id, CloseReason::ConnectTimedOut, Ending::Local);
+                    return;
+                }
+            }
+            LinkState::Connected => {
+                if now >= link.last_recv + self.cfg.idle_timeout {
+                    self.end_link(now, id, CloseReason::IdleTimeout, Ending::Local);
+                    return;
+                }
+                if link.utility.has_unreported() && now >= link.utility.last_report() + self.cfg.utility_report_interval {
+                    if let Some(r) = link.utility.take_report(now) {
+                        self.queue_control(id, &Frame::LinkUtility(r));
+                    }
+                }
+                let Some(link) = self.links.get_mut(&id) else { return };
+                if now >= link.last_send + self.cfg.keepalive_interval {
+                    let nonce = self.rng.next_u64();
+                    link.ping = Some((nonce, now));
+                    self.queue_control(id, &Frame::Ping(nonce));
+                }
+            }
+            LinkState::Closing { linger_until } => {
+                if now >= linger_until {
+                    // The adapter did not drain the farewell in time; forget the link.
+                    self.links.remove(&id);
+                    return;
+                }
+            }
+        }
+        self.rearm_link(id);
+    }
+
+    fn rearm_link(&mut self, id: LinkId) {
+        let Some(link) = self.links.get_mut(&id) else { return };
+        let d = link.next_deadline(&self.cfg);
+        if link.armed.is_none_or(|a| d < a) {
+            link.armed = Some(d);
+            self.timers.arm(d, Timer::Link(id));
+        }
+    }
+
+    // ----- queues -------------------------------------------------------------------------
+
+    /// Queues a control frame. Control frames may use a little room beyond the flood bound;
+    /// a peer that lets even that fill up is evicted as too slow.
+    fn queue_control(&mut self, id: LinkId, frame: &Frame) {
+        wire::encode_control(frame, &mut self.scratch);
+        let bytes = self.scratch.split().freeze();
+        self.stats.control_frames_sent += 1;
+        self.stats.control_bytes_sent += bytes.len() as u64;
+        let limit = self.cfg.link_queue_bytes + CONTROL_HEADROOM;
+        let now = self.now;
+        let Some(link) = self.links.get_mut(&id) else { return };
+        if !link.queue.has_room(bytes.len(), limit) {
+            if !link.is_closing() {
+                self.end_link(now, id, CloseReason::NodeTooSlow, Ending::Local);
+            }
+            return;
+        }
+        push_chunks(link, &[bytes], now, &mut self.outputs);
+    }
+
+    /// Queues a flood (header, then the shared payload); a neighbor whose queue cannot take it
+    /// is evicted as too slow, which is what bounds memory when a neighbor reads slower than
+    /// the mesh sends.
+    fn queue_flood(&mut self, now: Instant, id: LinkId, head: &Bytes, rest: &Bytes) {
+        let Some(link) = self.links.get_mut(&id) else { return };
+        if !link.queue.has_room(head.len() + rest.len(), self.cfg.link_queue_bytes) {
+            self.end_link(now, id, CloseReason::NodeTooSlow, Ending::Local);
+            return;
+        }
+        link.utility.on_sent();
+        push_chunks(link, &[head.clone(), rest.clone()], now, &mut self.outputs);
+        self.stats.floods_queued += 1;
+    }
+
+    fn connected_links(&self, except: Option<LinkId>) -> SmallVec<[LinkId; 8]> {
+        self.links.values().filter(|l| l.is_connected() && Some(l.id) != except).map(|l| l.id).collect()
+    }
+
+    // ----- flooding -----------------------------------------------------------------------
+
+    fn on_flood(&mut self, now: Instant, from: LinkId, raw: Bytes, f: Flood) {
+        self.stats.floods_received += 1;
+        self.stats.payload_bytes_received += f.payload.len() as u64;
+        let first = self.seen.insert(now, f.id);
+        let Some(link) = self.links.get_mut(&from) else { return };
+        if link.utility.on_received(first) {
+            if let Some(r) = link.utility.take_report(now) {
+                self.queue_control(from, &Frame::LinkUtility(r));
+            }
+        }
+        if !first {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.stats.floods_first += 1;
+        match forward_hops(f.hops_left) {
+            Some(h) => {
+                wire::encode_forward_head(raw.len(), h, &mut self.scratch);
+                let head = self.scratch.split().freeze();
+                // The received frame from its hop limit on, unchanged and uncopied.
+                let rest = raw.slice(2..);
+                for id in self.connected_links(Some(from)) {
+                    self.queue_flood(now, id, &head, &rest);
+                }
+            }
+            None => {
+                self.stats.hop_limit_reached += 1;
+                self.outputs.push_back(Output::Event(Event::MessageDropped { id: f.id, reason: DropReason::HopLimitReached }));
+            }
+        }
+        match self.channels.get(&f.path[..]) {
+            Some(path) => {
+                self.stats.delivered += 1;
+                let hops = f.hop_limit - f.hops_left + 1;
+                self.outputs.push_back(Output::Deliver(Message {
+                    id: f.id,
+                    origin: f.origin,
+                    path: path.clone(),
+                    hops,
+                    payload: f.payload,
+                }));
+            }
+            None => self.stats.no_channel += 1,
+        }
+    }
+}
+
+fn push_chunks(link: &mut Link, chunks: &[Bytes], now: Instant, outputs: &mut VecDeque<Output>) {
+    let was_empty = link.queue.is_empty();
+    for c in chunks {
+        link.queue.push(c.clone());
+    }
+    link.last_send = now;
+    if was_empty && !link.queue.is_empty() {
+        outputs.push_back(Output::Transmit { link: link.id });
+    }
+}
+
+/// Whether the maintainer may dial `addr` (naming `node`, if a referral did): not this node,
+/// and no live link to that address or node already.
+fn is_usable(links: &BTreeMap<LinkId, Link>, cfg: &Config, me: NodeId, addr: SocketAddr, node: Option<NodeId>) -> bool {
+    if node == Some(me) || cfg.listen_addrs.contains(&addr) {
+        return false;
+    }
+    !links.values().any(|l| {
+        !l.is_closing() && (l.addr == addr || l.peer_listen.contains(&addr) || (node.is_some() && l.peer == node))
+    })
+}

@@ -1,0 +1,81 @@
+//! Counters a user can read at any time.
+
+use crate::reason::CloseReason;
+
+/// Counters of one node since it was created. Cheap to copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Floods sent by this node.
+    pub floods_sent: u64,
+    /// Flood copies received from neighbors.
+    pub floods_received: u64,
+    /// First copies (the rest were duplicates).
+    pub floods_first: u64,
+    /// Copies dropped as duplicates (or echoes of own sends).
+    pub duplicates: u64,
+    /// Messages delivered to a local channel.
+    pub delivered: u64,
+    /// First copies with no local channel for their path.
+    pub no_channel: u64,
+    /// First copies not forwarded because their hop limit was used up.
+    pub hop_limit_reached: u64,
+    /// Flood copies queued to neighbors (forwards and own sends).
+    pub floods_queued: u64,
+    /// Payload bytes received in floods.
+    pub payload_bytes_received: u64,
+    /// Bytes received on links (all frames).
+    pub bytes_received: u64,
+    /// Bytes handed to the adapter by `poll_transmit`.
+    pub bytes_sent: u64,
+    /// Control frames (everything but floods) queued.
+    pub control_frames_sent: u64,
+    /// Bytes of control frames queued.
+    pub control_bytes_sent: u64,
+    /// Bytes copied to reassemble frames split across reads (0 = fully zero-copy).
+    pub reassembly_copied_bytes: u64,
+    /// Dials requested.
+    pub dials: u64,
+    /// Dials that did not produce a neighbor.
+    pub dial_failures: u64,
+    /// Inbound connections accepted.
+    pub accepted: u64,
+    /// Inbound connections refused at accept (too many handshakes).
+    pub accept_refused: u64,
+    /// Links that became neighbors.
+    pub neighbors_up: u64,
+    /// Neighbors lost, by reason (index with [`CloseReason::index`]).
+    pub neighbors_down: [u64; 16],
+    /// Links closed by this node before becoming neighbors, by reason.
+    pub handshakes_failed: [u64; 16],
+    /// Local sends refused because a neighbor's queue was full.
+    pub send_busy: u64,
+    /// Resolver requests made.
+    pub resolves: u64,
+    /// Resolver requests that failed or timed out.
+    pub resolve_failures: u64,
+    /// Message IDs forgotten early because the seen cache was full.
+    pub seen_evicted_early: u64,
+    /// IDs in the seen cache now.
+    pub seen_len: usize,
+    /// Neighbors now.
+    pub neighbors: usize,
+    /// Bytes queued on all links now.
+    pub queued_bytes: usize,
+}
+
+impl Stats {
+    /// Neighbors lost for `reason`.
+    pub fn neighbors_down_for(&self, reason: CloseReason) -> u64 {
+        self.neighbors_down[reason.index()]
+    }
+
+    /// Links closed before becoming neighbors for `reason`.
+    pub fn handshakes_failed_for(&self, reason: CloseReason) -> u64 {
+        self.handshakes_failed[reason.index()]
+    }
+
+    /// Links closed for `reason`, neighbors or not.
+    pub fn closed_for(&self, reason: CloseReason) -> u64 {
+        self.neighbors_down_for(reason) + self.handshakes_failed_for(reason)
+    }
+}

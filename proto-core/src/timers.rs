@@ -1,0 +1,69 @@
+//! The node's one timer structure: a min-heap of deadlines, surfaced as one `poll_timeout`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::id::LinkId;
+use crate::time::Instant;
+
+/// What a deadline is for. Entries are not removed when they become moot; the handler checks
+/// whether the deadline still stands (a link keeps the instant it armed), which keeps arming O(log n).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// Periodic maintenance.
+    Maintainer,
+    /// A repair retry while below the minimum with nothing in flight.
+    Repair,
+    /// The mesh refresh.
+    Refresh,
+    /// The resolver request in flight times out.
+    Resolve,
+    /// Something is due on a link (see `Link::next_deadline`).
+    Link(LinkId),
+}
+
+/// Deadlines ordered by time, then by kind, so equal deadlines fire in a fixed order.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, Timer)>>,
+}
+
+impl Timers {
+    /// Adds a deadline.
+    pub fn arm(&mut self, at: Instant, t: Timer) {
+        self.heap.push(Reverse((at, t)));
+    }
+
+    /// The earliest deadline.
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Removes and returns a deadline that is due at `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
+        if self.next()? <= now {
+            self.heap.pop().map(|Reverse(e)| e)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_in_time_order_then_kind_order() {
+        let mut t = Timers::default();
+        t.arm(Instant::from_millis(5), Timer::Link(LinkId(2)));
+        t.arm(Instant::from_millis(5), Timer::Maintainer);
+        t.arm(Instant::from_millis(1), Timer::Link(LinkId(9)));
+        assert_eq!(t.next(), Some(Instant::from_millis(1)));
+        assert_eq!(t.pop_due(Instant::from_millis(0)), None);
+        let now = Instant::from_millis(5);
+        let order: Vec<Timer> = std::iter::from_fn(|| t.pop_due(now).map(|e| e.1)).collect();
+        assert_eq!(order, vec![Timer::Link(LinkId(9)), Timer::Maintainer, Timer::Link(LinkId(2))]);
+        assert_eq!(t.next(), None);
+    }
+}

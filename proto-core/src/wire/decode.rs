@@ -1,0 +1,192 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytes::{Buf, Bytes};
+use smallvec::SmallVec;
+
+use super::frame::*;
+use super::{DecodeError, FLOOD_FIXED, LEN_PREFIX, MAGIC, MAX_ADDRESSES, MAX_CONTROL_FRAME, MAX_REFERRALS, VERSION};
+use crate::id::{MessageId, NodeId};
+use crate::reason::CloseReason;
+use crate::uri::MeshId;
+
+/// Takes the next whole frame (type byte and body, without its length prefix) off the front of
+/// `buf`, or `Ok(None)` if more bytes are needed.
+///
+/// The length prefix is checked against `max_frame` (and control frames against
+/// [`MAX_CONTROL_FRAME`]) before anything waits for or allocates the body, so a hostile length
+/// costs nothing. The frame shares `buf`'s memory.
+pub fn split_frame(buf: &mut Bytes, max_frame: usize) -> Result<Option<Bytes>, DecodeError> {
+    let Some(len) = announced_len(buf, max_frame)? else { return Ok(None) };
+    if buf.len() < LEN_PREFIX + len {
+        return Ok(None);
+    }
+    buf.advance(LEN_PREFIX);
+    Ok(Some(buf.split_to(len)))
+}
+
+/// Length check shared by the zero-copy path ([`split_frame`]) and the reassembly buffer.
+pub(crate) fn announced_len(buf: &[u8], max_frame: usize) -> Result<Option<usize>, DecodeError> {
+    let Some(prefix) = buf.get(..LEN_PREFIX) else { return Ok(None) };
+    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    if len == 0 {
+        return Err(DecodeError::EmptyFrame);
+    }
+    if len > max_frame {
+        return Err(DecodeError::FrameTooLarge { len, max: max_frame });
+    }
+    if let Some(&ty) = buf.get(LEN_PREFIX) {
+        let ty = FrameType::from_byte(ty)?;
+        if ty != FrameType::Flood && len > MAX_CONTROL_FRAME {
+            return Err(DecodeError::FrameTooLarge { len, max: MAX_CONTROL_FRAME });
+        }
+    }
+    Ok(Some(len))
+}
+
+/// Decodes one frame (type byte and body) as returned by [`split_frame`]. Flood path and
+/// payload are slices of `frame`.
+pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
+    let mut r = Reader { buf: frame.clone() };
+    let ty = FrameType::from_byte(r.u8()?)?;
+    let f = match ty {
+        FrameType::Hello => {
+            if r.array::<4>()? != MAGIC {
+                return Err(DecodeError::BadMagic);
+            }
+            let version = r.u8()?;
+            if version != VERSION {
+                return Err(DecodeError::UnsupportedVersion(version));
+            }
+            let security = r.u8()?;
+            let len = usize::from(r.u8()?);
+            let name = r.take(len)?;
+            let name = core::str::from_utf8(&name).map_err(|_| DecodeError::BadMeshId)?;
+            let mesh = MeshId::new(name).map_err(|_| DecodeError::BadMeshId)?;
+            Frame::Hello(Hello { version, security, mesh })
+        }
+        FrameType::Connect => {
+            let node = r.node_id()?;
+            let n = usize::from(r.u8()?);
+            if n > MAX_ADDRESSES {
+                return Err(DecodeError::TooManyAddresses(n));
+            }
+            let mut addrs = SmallVec::new();
+            for _ in 0..n {
+                addrs.push(r.addr()?);
+            }
+            Frame::Connect(Connect { node, addrs })
+        }
+        FrameType::Welcome => {
+            let node = r.node_id()?;
+            Frame::Welcome(Welcome { node, referrals: r.referrals()? })
+        }
+        FrameType::Refuse => {
+            let code = r.u8()?;
+            let reason = CloseReason::from_code(code)
+                .filter(|r| Refuse::allowed(*r))
+                .ok_or(DecodeError::BadReason(code))?;
+            Frame::Refuse(Refuse { reason, referrals: r.referrals()? })
+        }
+        FrameType::Disconnect => {
+            let code = r.u8()?;
+            let reason = CloseReason::from_code(code).ok_or(DecodeError::BadReason(code))?;
+            Frame::Disconnect(Disconnect { reason, referrals: r.referrals()? })
+        }
+        FrameType::LinkUtility => {
+            let useful = r.u32()?;
+            let total = r.u32()?;
+            if useful > total {
+                return Err(DecodeError::UsefulAboveTotal);
+            }
+            Frame::LinkUtility(LinkUtilityReport { useful, total })
+        }
+        FrameType::Ping => Frame::Ping(r.u64()?),
+        FrameType::Pong => Frame::Pong(r.u64()?),
+        FrameType::Flood => {
+            if frame.len() < FLOOD_FIXED {
+                return Err(DecodeError::Truncated);
+            }
+            let hops_left = r.u8()?;
+            let hop_limit = r.u8()?;
+            if hops_left == 0 || hops_left > hop_limit {
+                return Err(DecodeError::BadHops { hops_left, hop_limit });
+            }
+            let id = MessageId(r.array::<16>()?);
+            let origin = r.node_id()?;
+            let path_len = usize::from(r.u16()?);
+            let path = r.take(path_len)?;
+            let text = core::str::from_utf8(&path).map_err(|_| DecodeError::BadPath)?;
+            crate::uri::validate_path(text).map_err(|_| DecodeError::BadPath)?;
+            let payload = core::mem::take(&mut r.buf);
+            return Ok(Frame::Flood(Flood { hops_left, hop_limit, id, origin, path, payload }));
+        }
+    };
+    if !r.buf.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(f)
+}
+
+/// Bounds-checked reads; every read checks the remaining length before touching memory.
+struct Reader {
+    buf: Bytes,
+}
+
+impl Reader {
+    fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(self.buf.split_to(n))
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        let src = self.buf.get(..N).ok_or(DecodeError::Truncated)?;
+        out.copy_from_slice(src);
+        self.buf.advance(N);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn node_id(&mut self) -> Result<NodeId, DecodeError> {
+        NodeId::new(self.u64()?).ok_or(DecodeError::ZeroNodeId)
+    }
+
+    fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
+        let ip = match self.u8()? {
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
+            other => return Err(DecodeError::BadAddressFamily(other)),
+        };
+        Ok(SocketAddr::new(ip, self.u16()?))
+    }
+
+    fn referrals(&mut self) -> Result<Vec<Referral>, DecodeError> {
+        let n = usize::from(self.u8()?);
+        if n > MAX_REFERRALS {
+            return Err(DecodeError::TooManyReferrals(n));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let node = self.node_id()?;
+            out.push(Referral { node, addr: self.addr()? });
+        }
+        Ok(out)
+    }
+}

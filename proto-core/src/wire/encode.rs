@@ -1,0 +1,129 @@
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{BufMut, BytesMut};
+
+use super::frame::*;
+use super::{FLOOD_FIXED, LEN_PREFIX, MAGIC};
+
+/// Appends a control frame (anything but [`Frame::Flood`], which goes through
+/// [`encode_flood_header`] so its payload is never copied) with its length prefix.
+///
+/// Encoding a [`Frame::Flood`] here copies its payload; that is meant for tests and tools.
+pub fn encode_control(frame: &Frame, out: &mut BytesMut) {
+    let start = out.len();
+    out.put_u32(0);
+    match frame {
+        Frame::Hello(h) => {
+            out.put_u8(FrameType::Hello as u8);
+            out.put_slice(&MAGIC);
+            out.put_u8(h.version);
+            out.put_u8(h.security);
+            let name = h.mesh.as_str().as_bytes();
+            out.put_u8(name.len() as u8);
+            out.put_slice(name);
+        }
+        Frame::Connect(c) => {
+            out.put_u8(FrameType::Connect as u8);
+            out.put_u64(c.node.get());
+            out.put_u8(c.addrs.len() as u8);
+            for a in &c.addrs {
+                put_addr(out, a);
+            }
+        }
+        Frame::Welcome(w) => {
+            out.put_u8(FrameType::Welcome as u8);
+            out.put_u64(w.node.get());
+            put_referrals(out, &w.referrals);
+        }
+        Frame::Refuse(r) => {
+            out.put_u8(FrameType::Refuse as u8);
+            out.put_u8(r.reason.code());
+            put_referrals(out, &r.referrals);
+        }
+        Frame::Disconnect(d) => {
+            out.put_u8(FrameType::Disconnect as u8);
+            out.put_u8(d.reason.code());
+            put_referrals(out, &d.referrals);
+        }
+        Frame::LinkUtility(u) => {
+            out.put_u8(FrameType::LinkUtility as u8);
+            out.put_u32(u.useful);
+            out.put_u32(u.total);
+        }
+        Frame::Ping(n) => {
+            out.put_u8(FrameType::Ping as u8);
+            out.put_u64(*n);
+        }
+        Frame::Pong(n) => {
+            out.put_u8(FrameType::Pong as u8);
+            out.put_u64(*n);
+        }
+        Frame::Flood(f) => {
+            out.truncate(start);
+            encode_flood(f, out);
+            return;
+        }
+    }
+    let len = (out.len() - start - LEN_PREFIX) as u32;
+    out[start..start + LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Appends a whole flood frame, payload included (a copy; for tests and tools).
+pub fn encode_flood(f: &Flood, out: &mut BytesMut) {
+    encode_flood_header(f.hops_left, f.hop_limit, &f.id.0, f.origin.get(), &f.path, f.payload.len(), out);
+    out.put_slice(&f.payload);
+}
+
+/// Appends everything of a flood frame but its payload, which the caller queues as its own
+/// `Bytes` right after.
+pub fn encode_flood_header(
+    hops_left: u8,
+    hop_limit: u8,
+    id: &[u8; 16],
+    origin: u64,
+    path: &[u8],
+    payload_len: usize,
+    out: &mut BytesMut,
+) {
+    let len = FLOOD_FIXED + path.len() + payload_len;
+    out.reserve(LEN_PREFIX + FLOOD_FIXED + path.len());
+    out.put_u32(len as u32);
+    out.put_u8(FrameType::Flood as u8);
+    out.put_u8(hops_left);
+    out.put_u8(hop_limit);
+    out.put_slice(id);
+    out.put_u64(origin);
+    out.put_u16(path.len() as u16);
+    out.put_slice(path);
+}
+
+/// Appends the first bytes of a forwarded flood: length prefix, type and the new hops-left.
+/// The rest of the frame (from the hop limit on) is the received frame's bytes unchanged, so a
+/// relay sends `head` followed by `received_frame.slice(2..)` without copying.
+pub fn encode_forward_head(frame_len: usize, hops_left: u8, out: &mut BytesMut) {
+    out.put_u32(frame_len as u32);
+    out.put_u8(FrameType::Flood as u8);
+    out.put_u8(hops_left);
+}
+
+fn put_addr(out: &mut BytesMut, a: &SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            out.put_u8(4);
+            out.put_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.put_u8(6);
+            out.put_slice(&ip.octets());
+        }
+    }
+    out.put_u16(a.port());
+}
+
+fn put_referrals(out: &mut BytesMut, refs: &[Referral]) {
+    out.put_u8(refs.len() as u8);
+    for r in refs {
+        out.put_u64(r.node.get());
+        put_addr(out, &r.addr);
+    }
+}

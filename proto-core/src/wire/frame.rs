@@ -1,0 +1,173 @@
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::id::{MessageId, NodeId};
+use crate::reason::CloseReason;
+use crate::uri::MeshId;
+
+/// The type byte of each frame.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameType {
+    /// First frame in each direction: magic, version, security, mesh ID.
+    Hello = 0x01,
+    /// Initiator asks to become a neighbor.
+    Connect = 0x02,
+    /// Responder accepts.
+    Welcome = 0x03,
+    /// Responder refuses.
+    Refuse = 0x04,
+    /// Either side ends the neighbor relationship.
+    Disconnect = 0x05,
+    /// Receiver's report of how many floods from the link were first copies.
+    LinkUtility = 0x06,
+    /// Keepalive request.
+    Ping = 0x07,
+    /// Keepalive answer.
+    Pong = 0x08,
+    /// A message for every node of the mesh.
+    Flood = 0x10,
+}
+
+impl FrameType {
+    /// The frame type for a type byte, or the error a node reports for it.
+    pub fn from_byte(b: u8) -> Result<Self, super::DecodeError> {
+        Ok(match b {
+            0x01 => FrameType::Hello,
+            0x02 => FrameType::Connect,
+            0x03 => FrameType::Welcome,
+            0x04 => FrameType::Refuse,
+            0x05 => FrameType::Disconnect,
+            0x06 => FrameType::LinkUtility,
+            0x07 => FrameType::Ping,
+            0x08 => FrameType::Pong,
+            0x10 => FrameType::Flood,
+            0x20..=0x3f => return Err(super::DecodeError::ReservedFrameType(b)),
+            _ => return Err(super::DecodeError::UnknownFrameType(b)),
+        })
+    }
+}
+
+/// A neighbor's address handed to a peer so it can find more neighbors.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Referral {
+    /// The referred node.
+    pub node: NodeId,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// First frame in each direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Protocol version of the sender.
+    pub version: u8,
+    /// Security mode of the sender (0 = none; others are reserved for the security layer).
+    pub security: u8,
+    /// The mesh the sender belongs to.
+    pub mesh: MeshId,
+}
+
+/// Initiator's request to become a neighbor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connect {
+    /// Initiator's node ID.
+    pub node: NodeId,
+    /// Where the initiator listens (handed on as referrals).
+    pub addrs: SmallVec<[SocketAddr; 2]>,
+}
+
+/// Responder's acceptance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcome {
+    /// Responder's node ID.
+    pub node: NodeId,
+    /// Some of the responder's other neighbors.
+    pub referrals: Vec<Referral>,
+}
+
+/// Responder's refusal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refuse {
+    /// Why.
+    pub reason: CloseReason,
+    /// Other nodes to try.
+    pub referrals: Vec<Referral>,
+}
+
+impl Refuse {
+    /// Whether a Refuse may carry `reason`: refusals happen before a link is a neighbor, so
+    /// only the reasons of admission and handshake apply (anything else goes in a Disconnect).
+    pub fn allowed(reason: CloseReason) -> bool {
+        matches!(
+            reason,
+            CloseReason::InvalidNeighbor
+                | CloseReason::DuplicateNeighbor
+                | CloseReason::DuplicateNodeId
+                | CloseReason::NodeBusy
+                | CloseReason::AuthenticationFailure
+                | CloseReason::WrongMesh
+                | CloseReason::Incompatible
+        )
+    }
+}
+
+/// End of a neighbor relationship.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disconnect {
+    /// Why.
+    pub reason: CloseReason,
+    /// Other nodes to try.
+    pub referrals: Vec<Referral>,
+}
+
+/// How many floods received on the link since the last report, and how many were first copies.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LinkUtilityReport {
+    /// First copies.
+    pub useful: u32,
+    /// All floods.
+    pub total: u32,
+}
+
+/// A flood as decoded: path and payload are slices of the received buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flood {
+    /// Hops this copy may still travel, counting the one it just made (≥ 1 on receipt).
+    pub hops_left: u8,
+    /// The origin's hop limit.
+    pub hop_limit: u8,
+    /// The message's identity.
+    pub id: MessageId,
+    /// The node that sent it first.
+    pub origin: NodeId,
+    /// UTF-8 channel path (validated).
+    pub path: Bytes,
+    /// The application's bytes.
+    pub payload: Bytes,
+}
+
+/// Every frame of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// See [`Hello`].
+    Hello(Hello),
+    /// See [`Connect`].
+    Connect(Connect),
+    /// See [`Welcome`].
+    Welcome(Welcome),
+    /// See [`Refuse`].
+    Refuse(Refuse),
+    /// See [`Disconnect`].
+    Disconnect(Disconnect),
+    /// See [`LinkUtilityReport`].
+    LinkUtility(LinkUtilityReport),
+    /// Keepalive request with a nonce echoed by the Pong.
+    Ping(u64),
+    /// Keepalive answer.
+    Pong(u64),
+    /// See [`Flood`].
+    Flood(Flood),
+}

@@ -1,0 +1,39 @@
+//! The wire format: length-prefixed binary frames (see PROTOCOL.md for every byte).
+//!
+//! Encoding writes into a caller-owned, reused `BytesMut`. Decoding works on `Bytes` and hands
+//! out slices of it, so a flood's path and payload are never copied.
+
+mod decode;
+mod encode;
+mod error;
+mod frame;
+
+pub(crate) use decode::announced_len;
+pub use decode::{decode_frame, split_frame};
+pub use encode::{encode_control, encode_flood, encode_flood_header, encode_forward_head};
+pub use error::DecodeError;
+pub use frame::{
+    Connect, Disconnect, Flood, Frame, FrameType, Hello, LinkUtilityReport, Referral, Refuse,
+    Welcome,
+};
+
+/// Bytes of the length prefix.
+pub const LEN_PREFIX: usize = 4;
+/// The magic bytes that open every Hello.
+pub const MAGIC: [u8; 4] = *b"PCHN";
+/// The protocol version this implementation speaks.
+pub const VERSION: u8 = 1;
+/// Most listen addresses a Connect may carry.
+pub const MAX_ADDRESSES: usize = 8;
+/// Most referrals a Welcome, Refuse or Disconnect may carry.
+pub const MAX_REFERRALS: usize = 10;
+/// Largest control frame (everything but Flood), type byte included.
+pub const MAX_CONTROL_FRAME: usize = 512;
+/// Bytes of a Flood frame before its path: type, hops left, hop limit, id, origin, path length.
+pub const FLOOD_FIXED: usize = 1 + 1 + 1 + 16 + 8 + 2;
+
+/// Largest frame (type byte and body, without the length prefix) a node accepts, given its
+/// largest payload.
+pub const fn max_frame_len(max_payload: usize) -> usize {
+    FLOOD_FIXED + crate::uri::MAX_PATH_LEN + max_payload
+}
