@@ -159,8 +159,9 @@ impl Net {
                     Some(peer_link) => {
                         self.pairs.insert((from, link), (to, peer_link));
                         self.pairs.insert((to, peer_link), (from, link));
-                        self.drain(to);
+                        // The dialer learns it is connected before the acceptor's first bytes arrive.
                         self.schedule(self.now + LATENCY, Ev::Input(from, Input::LinkConnected { link }));
+                        self.drain(to);
                     }
                     None => self.schedule(
                         self.now + LATENCY,
