@@ -127,7 +127,10 @@ impl Config {
 
     /// Checks the fields against each other; `Node::new` calls it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.min_neighbors == 0 || self.min_neighbors > self.ideal_neighbors || self.ideal_neighbors > self.max_neighbors {
+        if self.min_neighbors == 0
+            || self.min_neighbors > self.ideal_neighbors
+            || self.ideal_neighbors > self.max_neighbors
+        {
             return Err(ConfigError::NeighborCounts {
                 min: self.min_neighbors,
                 ideal: self.ideal_neighbors,
@@ -156,7 +159,13 @@ impl Config {
         if self.listen_addrs.len() > crate::wire::MAX_ADDRESSES {
             return Err(ConfigError::TooManyListenAddrs(self.listen_addrs.len()));
         }
-        for d in [self.connect_timeout, self.maintainer_interval, self.repair_retry_interval, self.keepalive_interval, self.resolve_timeout] {
+        for d in [
+            self.connect_timeout,
+            self.maintainer_interval,
+            self.repair_retry_interval,
+            self.keepalive_interval,
+            self.resolve_timeout,
+        ] {
             if d.is_zero() {
                 return Err(ConfigError::ZeroDuration);
             }

@@ -47,7 +47,9 @@ impl fmt::Display for ConfigError {
                 "neighbor counts must satisfy 1 <= min <= ideal <= max; got min {min}, ideal {ideal}, max {max}"
             ),
             ConfigError::TooManyReferrals(n) => write!(f, "max_referrals is {n}; the protocol carries at most 10"),
-            ConfigError::MessageSize(n) => write!(f, "max_message_size is {n}; choose between 16384 and 16777216 bytes"),
+            ConfigError::MessageSize(n) => {
+                write!(f, "max_message_size is {n}; choose between 16384 and 16777216 bytes")
+            }
             ConfigError::ZeroHopLimit => write!(f, "hop_limit must be at least 1"),
             ConfigError::SeenCache => write!(f, "seen_capacity and seen_ttl must be non-zero"),
             ConfigError::LinkQueueTooSmall { queue, frame } => {
@@ -85,7 +87,10 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::MessageTooLarge { size, max } => {
-                write!(f, "message of {size} bytes exceeds the mesh's limit of {max}; split it or raise max_message_size")
+                write!(
+                    f,
+                    "message of {size} bytes exceeds the mesh's limit of {max}; split it or raise max_message_size"
+                )
             }
             SendError::BadPath(e) => write!(f, "bad channel path: {e}"),
             SendError::Busy => write!(f, "send queues are full; retry once the node has drained them"),

@@ -445,7 +445,14 @@ impl Node {
             let mut plan = {
                 let (links, cfg, id) = (&self.links, &self.cfg, self.id);
                 let usable = |addr: SocketAddr, node: Option<NodeId>| is_usable(links, cfg, id, addr, node);
-                self.maintainer.plan_growth(self.target, connected, dialing, self.cfg.resolve_attempts, &mut self.rng, usable)
+                self.maintainer.plan_growth(
+                    self.target,
+                    connected,
+                    dialing,
+                    self.cfg.resolve_attempts,
+                    &mut self.rng,
+                    usable,
+                )
             };
             for (addr, node) in core::mem::take(&mut plan.dials) {
                 self.dial(now, addr, node);
@@ -837,7 +844,8 @@ impl Node {
                     self.end_link(now, id, CloseReason::IdleTimeout, Ending::Local);
                     return;
                 }
-                if link.utility.has_unreported() && now >= link.utility.last_report() + self.cfg.utility_report_interval {
+                if link.utility.has_unreported() && now >= link.utility.last_report() + self.cfg.utility_report_interval
+                {
                     if let Some(r) = link.utility.take_report(now) {
                         self.queue_control(id, &Frame::LinkUtility(r));
                     }
@@ -937,7 +945,8 @@ impl Node {
             }
             None => {
                 self.stats.hop_limit_reached += 1;
-                self.outputs.push_back(Output::Event(Event::MessageDropped { id: f.id, reason: DropReason::HopLimitReached }));
+                self.outputs
+                    .push_back(Output::Event(Event::MessageDropped { id: f.id, reason: DropReason::HopLimitReached }));
             }
         }
         match self.channels.get(&f.path[..]) {

@@ -38,7 +38,9 @@ pub enum UriError {
 impl fmt::Display for UriError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UriError::WrongScheme => write!(f, "a channel URI starts with `net.p2p://`, e.g. net.p2p://soccerpals/chat"),
+            UriError::WrongScheme => {
+                write!(f, "a channel URI starts with `net.p2p://`, e.g. net.p2p://soccerpals/chat")
+            }
             UriError::EmptyMeshId => write!(f, "the mesh ID is empty; name the mesh, e.g. `soccerpals`"),
             UriError::MeshIdTooLong => write!(f, "the mesh ID is longer than {MAX_MESH_ID_LEN} bytes"),
             UriError::BadLabel => write!(f, "each dot-separated label of a mesh ID must be 1 to 63 characters"),

@@ -118,10 +118,7 @@ impl SeenCache {
 
     /// Heap bytes held by the hash tables (approximate: table slots plus control bytes).
     pub fn heap_bytes(&self) -> usize {
-        self.buckets
-            .iter()
-            .map(|b| b.capacity() * (core::mem::size_of::<MessageId>() + 1))
-            .sum()
+        self.buckets.iter().map(|b| b.capacity() * (core::mem::size_of::<MessageId>() + 1)).sum()
     }
 }
 

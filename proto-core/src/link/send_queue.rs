@@ -42,11 +42,7 @@ impl SendQueue {
             return None;
         }
         let front = self.chunks.front_mut()?;
-        let out = if front.len() <= max {
-            self.chunks.pop_front()?
-        } else {
-            front.split_to(max)
-        };
+        let out = if front.len() <= max { self.chunks.pop_front()? } else { front.split_to(max) };
         self.bytes -= out.len();
         Some(out)
     }

@@ -86,10 +86,7 @@ impl Maintainer {
 /// The neighbor to prune: the lowest utility among links whose utility is accurate
 /// (ties go to the newest link, whose loss disturbs the mesh least). `None` if none is accurate.
 pub fn least_useful(links: impl Iterator<Item = (LinkId, u32, bool)>) -> Option<LinkId> {
-    links
-        .filter(|(_, _, accurate)| *accurate)
-        .min_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-        .map(|(id, _, _)| id)
+    links.filter(|(_, _, accurate)| *accurate).min_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))).map(|(id, _, _)| id)
 }
 
 #[cfg(test)]

@@ -82,9 +82,8 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
         }
         FrameType::Refuse => {
             let code = r.u8()?;
-            let reason = CloseReason::from_code(code)
-                .filter(|r| Refuse::allowed(*r))
-                .ok_or(DecodeError::BadReason(code))?;
+            let reason =
+                CloseReason::from_code(code).filter(|r| Refuse::allowed(*r)).ok_or(DecodeError::BadReason(code))?;
             Frame::Refuse(Refuse { reason, referrals: r.referrals()? })
         }
         FrameType::Disconnect => {

@@ -58,7 +58,9 @@ impl fmt::Display for DecodeError {
             DecodeError::Truncated => write!(f, "frame truncated"),
             DecodeError::TrailingBytes => write!(f, "trailing bytes after the frame's fields"),
             DecodeError::UnknownFrameType(t) => write!(f, "unknown frame type 0x{t:02x}"),
-            DecodeError::ReservedFrameType(t) => write!(f, "frame type 0x{t:02x} is reserved for a feature not enabled"),
+            DecodeError::ReservedFrameType(t) => {
+                write!(f, "frame type 0x{t:02x} is reserved for a feature not enabled")
+            }
             DecodeError::BadMagic => write!(f, "peer is not a peerchannel node (bad magic)"),
             DecodeError::UnsupportedVersion(v) => write!(f, "unsupported protocol version {v}"),
             DecodeError::BadMeshId => write!(f, "invalid mesh ID in Hello"),

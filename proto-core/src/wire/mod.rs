@@ -12,10 +12,7 @@ pub(crate) use decode::announced_len;
 pub use decode::{decode_frame, split_frame};
 pub use encode::{encode_control, encode_flood, encode_flood_header, encode_forward_head};
 pub use error::DecodeError;
-pub use frame::{
-    Connect, Disconnect, Flood, Frame, FrameType, Hello, LinkUtilityReport, Referral, Refuse,
-    Welcome,
-};
+pub use frame::{Connect, Disconnect, Flood, Frame, FrameType, Hello, LinkUtilityReport, Referral, Refuse, Welcome};
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;

@@ -33,7 +33,11 @@ fn index_of(addr: SocketAddr) -> Option<usize> {
 enum Ev {
     Input(usize, Input),
     /// The dial of (node, link) reaches the target node.
-    DialArrives { from: usize, link: LinkId, to: usize },
+    DialArrives {
+        from: usize,
+        link: LinkId,
+        to: usize,
+    },
 }
 
 pub struct Net {
@@ -150,7 +154,8 @@ impl Net {
             Ev::DialArrives { from, link, to } => {
                 let alive = self.nodes.get(to).is_some_and(|n| n.is_some()) && !self.silent.contains(&to);
                 let accepted = if alive {
-                    let remote = SocketAddr::from(([192, 168, (from >> 8) as u8, (from & 0xff) as u8], 50000 + link.0 as u16));
+                    let remote =
+                        SocketAddr::from(([192, 168, (from >> 8) as u8, (from & 0xff) as u8], 50000 + link.0 as u16));
                     self.nodes[to].as_mut().unwrap().accept(self.now, remote).ok()
                 } else {
                     None
@@ -196,8 +201,9 @@ impl Net {
                     *self.deliveries.entry((i, m.id)).or_default() += 1;
                 }
                 Output::Resolve { id, max_addresses, .. } => {
-                    let live: Vec<usize> =
-                        (0..self.nodes.len()).filter(|j| *j != i && self.nodes[*j].as_ref().is_some_and(|n| n.is_open())).collect();
+                    let live: Vec<usize> = (0..self.nodes.len())
+                        .filter(|j| *j != i && self.nodes[*j].as_ref().is_some_and(|n| n.is_open()))
+                        .collect();
                     let mut addrs: Vec<SocketAddr> = live.iter().map(|j| addr_of(*j)).collect();
                     self.rng.sample_in_place(&mut addrs, max_addresses);
                     addrs.truncate(max_addresses);
