@@ -625,8 +625,13 @@ impl Node {
             };
             match wire::decode_frame(&frame) {
                 Ok(decoded) => self.on_frame(now, id, frame, decoded),
-                Err(_) => {
-                    self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                Err(e) => {
+                    // A peer of another protocol version is incompatible, not hostile.
+                    let reason = match e {
+                        wire::DecodeError::UnsupportedVersion(_) => CloseReason::Incompatible,
+                        _ => CloseReason::ProtocolViolation,
+                    };
+                    self.end_link(now, id, reason, Ending::Local);
                     return;
                 }
             }
@@ -680,7 +685,10 @@ impl Node {
                     self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
                 }
             }
-            (LinkState::Connected, Frame::Flood(f)) => self.on_flood(now, id, raw, f),
+            // The frame bound leaves room for a long path; the payload has its own limit.
+            (LinkState::Connected, Frame::Flood(f)) if f.payload.len() <= self.cfg.max_message_size => {
+                self.on_flood(now, id, raw, f)
+            }
             _ => self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local),
         }
     }

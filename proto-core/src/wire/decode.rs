@@ -62,6 +62,10 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
             let name = r.take(len)?;
             let name = core::str::from_utf8(&name).map_err(|_| DecodeError::BadMeshId)?;
             let mesh = MeshId::new(name).map_err(|_| DecodeError::BadMeshId)?;
+            // Only the normalised (lower-case) form travels, so every Hello has one encoding.
+            if mesh.as_str() != name {
+                return Err(DecodeError::BadMeshId);
+            }
             Frame::Hello(Hello { version, security, mesh })
         }
         FrameType::Connect => {

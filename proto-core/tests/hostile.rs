@@ -1,0 +1,298 @@
+//! Hostile and malformed input: each case closes only the offending link, with the expected
+//! typed reason, and the node keeps serving its healthy neighbor.
+
+use std::net::SocketAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use peerchannel_core::wire::*;
+use peerchannel_core::*;
+use smallvec::smallvec;
+
+const ME: u64 = 0x1000;
+const HEALTHY: u64 = 0x2000;
+const HOSTILE: u64 = 0x3000;
+
+fn nid(n: u64) -> NodeId {
+    NodeId::new(n).unwrap()
+}
+
+fn frame(f: &Frame) -> Bytes {
+    let mut out = BytesMut::new();
+    encode_control(f, &mut out);
+    out.freeze()
+}
+
+fn raw(body: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u32(body.len() as u32);
+    out.put_slice(body);
+    out.freeze()
+}
+
+fn hello(mesh: &str) -> Bytes {
+    frame(&Frame::Hello(Hello { version: VERSION, security: 0, mesh: MeshId::new(mesh).unwrap() }))
+}
+
+fn connect(node: u64) -> Bytes {
+    frame(&Frame::Connect(Connect { node: nid(node), addrs: smallvec![] }))
+}
+
+fn flood(hops_left: u8, hop_limit: u8, id: u8, path: &[u8], payload: Bytes) -> Bytes {
+    let mut out = BytesMut::new();
+    encode_flood_header(hops_left, hop_limit, &[id; 16], 77, path, payload.len(), &mut out);
+    out.put_slice(&payload);
+    out.freeze()
+}
+
+fn cat(parts: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::new();
+    for p in parts {
+        out.put_slice(p);
+    }
+    out.freeze()
+}
+
+struct Fixture {
+    node: Node,
+    now: Instant,
+    healthy: LinkId,
+    outputs: Vec<Output>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let mut cfg = Config::new(MeshId::new("soccerpals").unwrap(), 1);
+        cfg.node_id = Some(nid(ME));
+        cfg.listen_addrs = vec!["10.0.0.1:4000".parse().unwrap()];
+        let mut node = Node::new(cfg, Instant::ZERO).unwrap();
+        node.open_channel(ChannelPath::new("/chat").unwrap());
+        node.handle_input(Instant::ZERO, Input::Open);
+        let mut f = Fixture { node, now: Instant::from_millis(1), healthy: LinkId(0), outputs: Vec::new() };
+        f.drain();
+        f.healthy = f.inbound(HEALTHY);
+        f
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.node.poll_output() {
+            self.outputs.push(o);
+        }
+    }
+
+    fn feed(&mut self, link: LinkId, data: Bytes) {
+        self.now = self.now + std::time::Duration::from_millis(1);
+        self.node.handle_input(self.now, Input::Received { link, data });
+        self.drain();
+    }
+
+    /// An accepted link whose peer completed the handshake as `node_id`.
+    fn inbound(&mut self, node_id: u64) -> LinkId {
+        let remote: SocketAddr = format!("10.9.0.{}:5000", node_id % 200).parse().unwrap();
+        let link = self.node.accept(self.now, remote).unwrap();
+        self.feed(link, cat(&[hello("soccerpals"), connect(node_id)]));
+        assert!(self.node.neighbors().iter().any(|n| n.link == link), "handshake of {node_id:x} failed");
+        link
+    }
+
+    /// An accepted link that has only been opened (nothing received yet).
+    fn fresh(&mut self) -> LinkId {
+        self.node.accept(self.now, "10.9.9.9:5000".parse().unwrap()).unwrap()
+    }
+
+    fn closed_reason(&self, link: LinkId) -> Option<CloseReason> {
+        self.outputs.iter().find_map(|o| match o {
+            Output::CloseLink { link: l, reason } if *l == link => Some(*reason),
+            _ => None,
+        })
+    }
+
+    fn healthy_still_works(&mut self, tag: u8) {
+        assert!(self.node.neighbors().iter().any(|n| n.link == self.healthy), "healthy neighbor lost");
+        let before = self.node.stats().delivered;
+        let healthy = self.healthy;
+        self.feed(healthy, flood(3, 8, tag, b"/chat", Bytes::from_static(b"still here")));
+        assert_eq!(self.node.stats().delivered, before + 1, "node stopped delivering");
+        self.node.check_invariants().unwrap();
+    }
+}
+
+enum Phase {
+    /// Bytes are the first thing the peer sends after the transport connected.
+    Fresh,
+    /// Bytes follow a good Hello.
+    AfterHello,
+    /// Bytes follow a complete handshake.
+    Connected,
+}
+
+#[test]
+fn hostile_frames_close_only_the_offending_link() {
+    let big_payload = Bytes::from(vec![0u8; 64 * 1024 + 1]);
+    let mut too_many_refs = vec![0x05, CloseReason::LeavingMesh.code(), 11];
+    for i in 0..11u64 {
+        too_many_refs.extend_from_slice(&(i + 1).to_be_bytes());
+        too_many_refs.extend_from_slice(&[4, 10, 0, 0, 1, 0, 80]);
+    }
+    let mut too_many_addrs = vec![0x02];
+    too_many_addrs.extend_from_slice(&HOSTILE.to_be_bytes());
+    too_many_addrs.push(9);
+    let mut hello_v2 = vec![0x01];
+    hello_v2.extend_from_slice(b"PCHN");
+    hello_v2.extend_from_slice(&[2, 0, 1, b'x']);
+    let secure_hello =
+        frame(&Frame::Hello(Hello { version: VERSION, security: 1, mesh: MeshId::new("soccerpals").unwrap() }));
+    let welcome = frame(&Frame::Welcome(Welcome { node: nid(HOSTILE), referrals: vec![] }));
+    let refuse = frame(&Frame::Refuse(Refuse { reason: CloseReason::NodeBusy, referrals: vec![] }));
+
+    use CloseReason::*;
+    let cases: Vec<(&str, Phase, Bytes, CloseReason)> = vec![
+        ("truncated body", Phase::Connected, raw(&[0x07, 1, 2, 3]), ProtocolViolation),
+        ("oversized length", Phase::Connected, Bytes::from_static(&[0x7f, 0, 0, 0]), ProtocolViolation),
+        ("zero length", Phase::Connected, Bytes::from_static(&[0, 0, 0, 0]), ProtocolViolation),
+        ("unknown type", Phase::Connected, raw(&[0x77]), ProtocolViolation),
+        ("reserved security type", Phase::AfterHello, raw(&[0x20, 0]), ProtocolViolation),
+        ("not a Hello first", Phase::Fresh, connect(HOSTILE), ProtocolViolation),
+        ("garbage instead of Hello", Phase::Fresh, Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"), ProtocolViolation),
+        ("bad magic", Phase::Fresh, raw(&[0x01, b'X', b'X', b'X', b'X', 1, 0, 1, b'x']), ProtocolViolation),
+        ("other protocol version", Phase::Fresh, raw(&hello_v2), Incompatible),
+        ("wrong mesh", Phase::Fresh, hello("othermesh"), WrongMesh),
+        ("security mismatch", Phase::Fresh, secure_hello, Incompatible),
+        ("own NodeId", Phase::AfterHello, connect(ME), DuplicateNodeId),
+        ("node id zero", Phase::AfterHello, raw(&[0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ProtocolViolation),
+        ("too many addresses", Phase::AfterHello, raw(&too_many_addrs), ProtocolViolation),
+        ("Welcome from a node we did not dial", Phase::AfterHello, welcome.clone(), ProtocolViolation),
+        ("Refuse sent to the responder", Phase::AfterHello, refuse.clone(), ProtocolViolation),
+        ("flood before the handshake", Phase::AfterHello, flood(2, 2, 1, b"/chat", Bytes::new()), ProtocolViolation),
+        (
+            "utility report before the handshake",
+            Phase::AfterHello,
+            frame(&Frame::LinkUtility(LinkUtilityReport { useful: 0, total: 0 })),
+            ProtocolViolation,
+        ),
+        ("second Hello", Phase::Connected, hello("soccerpals"), ProtocolViolation),
+        ("second Connect", Phase::Connected, connect(HOSTILE), ProtocolViolation),
+        ("Welcome after connected", Phase::Connected, welcome, ProtocolViolation),
+        ("hop count 0", Phase::Connected, flood(0, 5, 2, b"/chat", Bytes::new()), ProtocolViolation),
+        ("hops left above limit", Phase::Connected, flood(9, 5, 3, b"/chat", Bytes::new()), ProtocolViolation),
+        ("path not absolute", Phase::Connected, flood(1, 1, 4, b"chat", Bytes::new()), ProtocolViolation),
+        (
+            "path too long",
+            Phase::Connected,
+            flood(1, 1, 5, format!("/{}", "a".repeat(4096)).as_bytes(), Bytes::new()),
+            ProtocolViolation,
+        ),
+        ("payload above the limit", Phase::Connected, flood(1, 1, 6, b"/chat", big_payload), ProtocolViolation),
+        ("useful > total", Phase::Connected, raw(&[0x06, 0, 0, 0, 9, 0, 0, 0, 3]), ProtocolViolation),
+        (
+            "report of floods never sent",
+            Phase::Connected,
+            frame(&Frame::LinkUtility(LinkUtilityReport { useful: 1, total: 1 })),
+            ProtocolViolation,
+        ),
+        ("too many referrals", Phase::Connected, raw(&too_many_refs), ProtocolViolation),
+        ("unknown reason code", Phase::Connected, raw(&[0x05, 99, 0]), ProtocolViolation),
+        ("Refuse after connected", Phase::Connected, refuse, ProtocolViolation),
+    ];
+    assert!(cases.len() >= 20);
+    for (i, (name, phase, bytes, want)) in cases.into_iter().enumerate() {
+        let mut f = Fixture::new();
+        let link = match phase {
+            Phase::Fresh => f.fresh(),
+            Phase::AfterHello => {
+                let l = f.fresh();
+                f.feed(l, hello("soccerpals"));
+                assert_eq!(f.closed_reason(l), None, "{name}: good Hello refused");
+                l
+            }
+            Phase::Connected => f.inbound(HOSTILE),
+        };
+        f.feed(link, bytes);
+        assert_eq!(f.closed_reason(link), Some(want), "case {i} `{name}`");
+        assert_eq!(f.node.stats().closed_for(want) >= 1, true, "{name}: not counted");
+        let reported = f.outputs.iter().any(|o| match o {
+            Output::Event(Event::NeighborDown { link: l, reason, by_peer: false, .. }) => *l == link && *reason == want,
+            Output::Event(Event::InboundRefused { reason, .. }) => *reason == want,
+            _ => false,
+        });
+        assert!(reported, "{name}: no event with the reason");
+        // Nothing more is accepted from the closed link.
+        f.feed(link, flood(3, 8, 200, b"/chat", Bytes::new()));
+        f.healthy_still_works(100 + i as u8);
+    }
+}
+
+#[test]
+fn wrong_mesh_peer_is_told_why() {
+    let mut f = Fixture::new();
+    let link = f.fresh();
+    f.feed(link, hello("othermesh"));
+    let mut sent = BytesMut::new();
+    while let Some(b) = f.node.poll_transmit(link, usize::MAX) {
+        sent.put_slice(&b);
+    }
+    let mut sent = sent.freeze();
+    let mut frames = Vec::new();
+    while let Ok(Some(fr)) = split_frame(&mut sent, 1 << 20) {
+        frames.push(decode_frame(&fr).unwrap());
+    }
+    assert!(matches!(frames[0], Frame::Hello(_)));
+    assert!(matches!(&frames[1], Frame::Refuse(r) if r.reason == CloseReason::WrongMesh), "{frames:?}");
+}
+
+#[test]
+fn forwarded_floods_share_the_received_buffer() {
+    let mut f = Fixture::new();
+    let other = f.inbound(0x4000);
+    let payload = Bytes::from(vec![5u8; 1024]);
+    let wire = flood(4, 8, 9, b"/chat", payload);
+    let healthy = f.healthy;
+    while f.node.poll_transmit(other, usize::MAX).is_some() {}
+    f.feed(healthy, wire.clone());
+    let chunks: Vec<Bytes> = std::iter::from_fn(|| f.node.poll_transmit(other, usize::MAX)).collect();
+    let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+    let big: Vec<&Bytes> = chunks.iter().filter(|c| c.len() >= 1024).collect();
+    assert_eq!(big.len(), 1, "{chunks:?}");
+    assert!(range.contains(&(big[0].as_ptr() as usize)), "forwarded payload was copied");
+    assert_eq!(f.node.stats().reassembly_copied_bytes, 0);
+    // The forwarded frame is the received one with one hop less.
+    let mut all = BytesMut::new();
+    for c in &chunks {
+        all.put_slice(c);
+    }
+    let mut all = all.freeze();
+    let fr = split_frame(&mut all, 1 << 20).unwrap().unwrap();
+    let Frame::Flood(fl) = decode_frame(&fr).unwrap() else { panic!() };
+    assert_eq!((fl.hops_left, fl.hop_limit, fl.id), (3, 8, MessageId([9; 16])));
+}
+
+#[test]
+fn too_large_send_is_a_clear_error_and_nothing_is_sent() {
+    let mut f = Fixture::new();
+    let path = ChannelPath::new("/chat").unwrap();
+    let err = f.node.send(f.now, &path, Bytes::from(vec![0; 64 * 1024 + 1])).unwrap_err();
+    assert_eq!(err, SendError::MessageTooLarge { size: 64 * 1024 + 1, max: 64 * 1024 });
+    assert!(err.to_string().contains("max_message_size"));
+    assert_eq!(f.node.stats().floods_sent, 0);
+    assert!(f.node.send(f.now, &path, Bytes::from(vec![0; 64 * 1024])).is_ok());
+}
+
+#[test]
+fn a_neighbor_that_never_drains_is_evicted_and_memory_stays_bounded() {
+    let mut f = Fixture::new();
+    let slow = f.inbound(0x5000);
+    let healthy = f.healthy;
+    // The healthy neighbor relays floods; the slow one never has its queue pulled.
+    for i in 0..400u32 {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        let mut out = BytesMut::new();
+        encode_flood_header(4, 8, &id, 77, b"/chat", 1024, &mut out);
+        out.put_slice(&[1u8; 1024]);
+        f.feed(healthy, out.freeze());
+        f.node.check_invariants().unwrap();
+        while f.node.poll_transmit(healthy, usize::MAX).is_some() {}
+    }
+    assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
+    assert!(f.node.stats().queued_bytes <= f.node.config().link_queue_bytes + 16 * 1024);
+    f.healthy_still_works(250);
+}
