@@ -767,6 +767,13 @@ impl Node {
         }
         let was_connected = link.is_connected();
         let (role, addr, peer, state) = (link.role, link.addr, link.peer, link.state);
+        let linger_until = now + self.cfg.close_linger;
+        // Closing from here on: whatever happens while saying goodbye (a full queue) cannot end
+        // the link a second time.
+        if let Some(link) = self.links.get_mut(&id) {
+            link.state = LinkState::Closing { linger_until };
+            link.armed = None;
+        }
         if ending == Ending::Local {
             let heard_hello = matches!(state, LinkState::Handshake { hello_received: true } | LinkState::Connected);
             if heard_hello || reason == CloseReason::WrongMesh || reason == CloseReason::Incompatible {
@@ -785,7 +792,6 @@ impl Node {
             }
             Ending::Local | Ending::ByPeer => {
                 self.outputs.push_back(Output::CloseLink { link: id, reason });
-                let linger_until = now + self.cfg.close_linger;
                 if let Some(link) = self.links.get_mut(&id) {
                     if ending == Ending::ByPeer {
                         link.queue.clear();
@@ -793,8 +799,6 @@ impl Node {
                     if link.queue.is_empty() {
                         self.links.remove(&id);
                     } else {
-                        link.state = LinkState::Closing { linger_until };
-                        link.armed = None;
                         self.rearm_link(id);
                     }
                 }
@@ -892,8 +896,6 @@ impl Node {
     fn queue_control(&mut self, id: LinkId, frame: &Frame) {
         wire::encode_control(frame, &mut self.scratch);
         let bytes = self.scratch.split().freeze();
-        self.stats.control_frames_sent += 1;
-        self.stats.control_bytes_sent += bytes.len() as u64;
         let limit = self.cfg.link_queue_bytes + CONTROL_HEADROOM;
         let now = self.now;
         let Some(link) = self.links.get_mut(&id) else { return };
@@ -903,6 +905,8 @@ impl Node {
             }
             return;
         }
+        self.stats.control_frames_sent += 1;
+        self.stats.control_bytes_sent += bytes.len() as u64;
         push_chunks(link, &[bytes], now, &mut self.outputs);
     }
 

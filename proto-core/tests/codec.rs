@@ -213,6 +213,9 @@ proptest! {
         let mut wire = encode(&frames[idx % frames.len()]).to_vec();
         let p = pos % wire.len();
         wire[p] = val;
-        let _ = decode_one(&Bytes::from(wire));
+        let mut b = Bytes::from(wire);
+        while let Ok(Some(frame)) = split_frame(&mut b, max_frame_len(64 * 1024)) {
+            let _ = decode_frame(&frame);
+        }
     }
 }

@@ -296,3 +296,17 @@ fn a_neighbor_that_never_drains_is_evicted_and_memory_stays_bounded() {
     assert!(f.node.stats().queued_bytes <= f.node.config().link_queue_bytes + 16 * 1024);
     f.healthy_still_works(250);
 }
+
+#[test]
+fn a_peer_that_sends_pings_and_never_reads_is_evicted() {
+    let mut f = Fixture::new();
+    let rude = f.inbound(0x6000);
+    let mut pings = BytesMut::new();
+    for n in 0..40_000u64 {
+        encode_control(&Frame::Ping(n), &mut pings);
+    }
+    f.feed(rude, pings.freeze());
+    assert_eq!(f.closed_reason(rude), Some(CloseReason::NodeTooSlow));
+    f.node.check_invariants().unwrap();
+    f.healthy_still_works(251);
+}
