@@ -1,0 +1,912 @@
+//! The node's task: the only owner of the core [`Node`], its sockets and its timer.
+//!
+//! One future, polled by hand (as quinn's connection driver is), so that a single wake-up can
+//! serve every socket, and every input is followed by draining the core's outputs before the
+//! next input. Each round: control commands, finished connects and resolves, accepts, delayed
+//! deliveries, socket reads, local sends, socket writes, the timer. Writes come after reads and
+//! sends on purpose: everything queued in a round leaves in as few vectored writes as possible.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use peerchannel_core::{
+    ChannelPath, Event, Input, Instant as CoreInstant, LinkId, Message, MessageId, NeighborInfo, Node, Output,
+    SendError,
+};
+use tokio::io::AsyncWrite;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::{Instant, Sleep};
+
+use crate::error::Error;
+use crate::mailbox::{Mailbox, Offer};
+use crate::resolver::Resolver;
+use crate::stats::{AdapterStats, NodeStats};
+
+/// Rounds of work per wake-up before yielding to other tasks.
+const ROUNDS_PER_POLL: usize = 16;
+/// Local sends taken per round, so reads and writes interleave with a fast sender.
+const SENDS_PER_ROUND: usize = 256;
+/// Accepts per round.
+const ACCEPTS_PER_ROUND: usize = 16;
+/// Most slices in one vectored write (well under every OS's IOV_MAX).
+const MAX_IOVECS: usize = 128;
+
+/// A user command for the node's task.
+pub(crate) enum Command {
+    Subscribe { id: u64, path: ChannelPath, mailbox: Arc<Mailbox<Message>> },
+    Unsubscribe { id: u64 },
+    Events { mailbox: Arc<Mailbox<Event>> },
+    Stats(oneshot::Sender<NodeStats>),
+    Neighbors(oneshot::Sender<Vec<NeighborInfo>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A local send waiting for the core to accept it.
+pub(crate) struct SendRequest {
+    pub(crate) path: ChannelPath,
+    pub(crate) payload: Bytes,
+    pub(crate) reply: oneshot::Sender<Result<MessageId, Error>>,
+}
+
+/// Adapter knobs, fixed at open.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) deliver_timeout: Duration,
+    pub(crate) write_window: usize,
+    pub(crate) read_chunk: usize,
+    pub(crate) open_alone: bool,
+    pub(crate) open_timeout: Duration,
+}
+
+enum TaskDone {
+    Dial { link: LinkId, addr: SocketAddr, result: io::Result<TcpStream> },
+    Resolve { id: u64, result: io::Result<Vec<SocketAddr>> },
+    Registered(io::Result<()>),
+    Unregistered(io::Result<()>),
+}
+
+/// One TCP connection of one link.
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Bytes taken from the core and not yet written (at most the write window).
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    /// The core may hold more bytes for this link (it said Transmit, and we have not yet seen
+    /// `poll_transmit` return `None`).
+    core_has_more: bool,
+    /// The core closed the link: write what is left, shut down, then drain reads until the
+    /// peer closes or the deadline passes (so our last frame is not lost to a reset).
+    closing: Option<Instant>,
+    shut_down: bool,
+}
+
+struct Sub {
+    path: ChannelPath,
+    mailbox: Arc<Mailbox<Message>>,
+    /// The queue overflowed: drop without waiting until it is back to half full.
+    overflowing: bool,
+}
+
+enum Phase {
+    Opening { reply: Option<oneshot::Sender<Result<(), Error>>>, deadline: Instant, last_error: Option<Error> },
+    Running,
+    Closing { reply: Option<oneshot::Sender<()>>, deadline: Instant },
+    Done,
+}
+
+pub(crate) struct Driver {
+    node: Node,
+    origin: Instant,
+    settings: Settings,
+    listener: Option<TcpListener>,
+    conns: BTreeMap<LinkId, Conn>,
+    dialing: HashMap<LinkId, AbortHandle>,
+    tasks: JoinSet<TaskDone>,
+    resolves_in_flight: usize,
+    unregistering: bool,
+    resolver: Option<Arc<dyn Resolver>>,
+    cmd_rx: mpsc::UnboundedReceiver<Command>,
+    send_rx: mpsc::Receiver<SendRequest>,
+    held_send: Option<SendRequest>,
+    held_send_counted: bool,
+    subs: BTreeMap<u64, Sub>,
+    paths: BTreeMap<ChannelPath, Vec<u64>>,
+    /// Deliveries waiting for room in a full channel queue (reads pause meanwhile).
+    stalled: VecDeque<(u64, Message)>,
+    stall_deadline: Option<Instant>,
+    events: Vec<Arc<Mailbox<Event>>>,
+    inputs: VecDeque<Input>,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+    read_buf: BytesMut,
+    phase: Phase,
+    stats: AdapterStats,
+}
+
+pub(crate) struct DriverParts {
+    pub(crate) node: Node,
+    pub(crate) origin: Instant,
+    pub(crate) settings: Settings,
+    pub(crate) listener: TcpListener,
+    pub(crate) resolver: Option<Arc<dyn Resolver>>,
+    pub(crate) cmd_rx: mpsc::UnboundedReceiver<Command>,
+    pub(crate) send_rx: mpsc::Receiver<SendRequest>,
+    pub(crate) open_reply: oneshot::Sender<Result<(), Error>>,
+}
+
+/// Maps tokio's clock onto the core's time scale (nanoseconds since the node started).
+fn core_now(origin: Instant) -> CoreInstant {
+    CoreInstant::from_nanos(u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl Driver {
+    pub(crate) fn new(p: DriverParts) -> Driver {
+        let now = Instant::now();
+        Driver {
+            node: p.node,
+            origin: p.origin,
+            listener: Some(p.listener),
+            conns: BTreeMap::new(),
+            dialing: HashMap::new(),
+            tasks: JoinSet::new(),
+            resolves_in_flight: 0,
+            unregistering: false,
+            resolver: p.resolver,
+            cmd_rx: p.cmd_rx,
+            send_rx: p.send_rx,
+            held_send: None,
+            held_send_counted: false,
+            subs: BTreeMap::new(),
+            paths: BTreeMap::new(),
+            stalled: VecDeque::new(),
+            stall_deadline: None,
+            events: Vec::new(),
+            inputs: VecDeque::new(),
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            timer_at: None,
+            read_buf: BytesMut::new(),
+            phase: Phase::Opening {
+                reply: Some(p.open_reply),
+                deadline: now + p.settings.open_timeout,
+                last_error: None,
+            },
+            settings: p.settings,
+            stats: AdapterStats::default(),
+        }
+    }
+
+    /// Runs the node until it is closed (or the task is aborted by dropping the handle).
+    pub(crate) async fn run(mut self) {
+        if let (Some(resolver), Some(_)) = (&self.resolver, &self.listener) {
+            let fut = resolver.register(&self.node.config().mesh, self.node.id(), &self.node.config().listen_addrs);
+            self.tasks.spawn(async move { TaskDone::Registered(fut.await) });
+        }
+        self.feed(Input::Open);
+        if self.settings.open_alone {
+            self.open_done(Ok(()));
+        }
+        poll_fn(|cx| self.poll_drive(cx)).await;
+    }
+
+    fn now(&self) -> CoreInstant {
+        core_now(self.origin)
+    }
+
+    // ----- the loop -----------------------------------------------------------------------
+
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..ROUNDS_PER_POLL {
+            let mut progress = self.poll_commands(cx);
+            progress |= self.poll_tasks(cx);
+            progress |= self.poll_accept(cx);
+            progress |= self.poll_stalled(cx);
+            if self.stalled.is_empty() {
+                progress |= self.poll_reads(cx);
+            }
+            progress |= self.poll_sends(cx);
+            progress |= self.poll_writes(cx);
+            progress |= self.poll_timer(cx);
+            self.check_phase();
+            if matches!(self.phase, Phase::Done) {
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Still busy: let other tasks run, then come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Feeds one input and everything it leads to, draining outputs after each.
+    fn feed(&mut self, input: Input) {
+        self.inputs.push_back(input);
+        while let Some(input) = self.inputs.pop_front() {
+            let now = self.now();
+            self.node.handle_input(now, input);
+            self.drain();
+        }
+    }
+
+    /// Carries out every pending output of the core.
+    fn drain(&mut self) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Dial { link, addr } => self.dial(link, addr),
+                Output::Transmit { link } => {
+                    if let Some(c) = self.conns.get_mut(&link) {
+                        c.core_has_more = true;
+                    }
+                }
+                Output::CloseLink { link, reason } => {
+                    if let Some(h) = self.dialing.remove(&link) {
+                        h.abort();
+                        tracing::debug!(%link, %reason, "dial abandoned");
+                    } else if let Some(c) = self.conns.get_mut(&link) {
+                        tracing::debug!(%link, peer = %c.peer, %reason, "closing link");
+                        // The core may still hand out a farewell frame; the linger bounds how
+                        // long a peer that does not read can hold the socket.
+                        c.closing = Some(Instant::now() + self.node.config().close_linger);
+                        c.core_has_more = true;
+                    }
+                }
+                Output::Deliver(msg) => self.deliver(msg),
+                Output::Resolve { id, mesh, max_addresses } => match &self.resolver {
+                    Some(r) => {
+                        let fut = r.resolve(&mesh, max_addresses);
+                        self.resolves_in_flight += 1;
+                        self.tasks.spawn(async move { TaskDone::Resolve { id, result: fut.await } });
+                    }
+                    None => self.inputs.push_back(Input::ResolveFailed { id }),
+                },
+                Output::Event(e) => self.on_event(e),
+            }
+        }
+    }
+
+    fn dial(&mut self, link: LinkId, addr: SocketAddr) {
+        tracing::debug!(%link, %addr, "dialing");
+        let h = self.tasks.spawn(async move {
+            let result = TcpStream::connect(addr).await;
+            TaskDone::Dial { link, addr, result }
+        });
+        self.dialing.insert(link, h);
+    }
+
+    fn add_conn(&mut self, link: LinkId, stream: TcpStream, peer: SocketAddr) {
+        // We batch writes ourselves; Nagle would only add latency on top.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "set_nodelay failed");
+        }
+        self.conns.insert(
+            link,
+            Conn {
+                stream,
+                peer,
+                out: VecDeque::new(),
+                out_bytes: 0,
+                core_has_more: true,
+                closing: None,
+                shut_down: false,
+            },
+        );
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match &e {
+            Event::NeighborUp { node, addr, .. } => tracing::info!(%node, %addr, "neighbor up"),
+            Event::NeighborDown { node, reason, by_peer, .. } => {
+                tracing::info!(%node, %reason, by_peer, "neighbor down")
+            }
+            Event::DialFailed { addr, reason } => tracing::debug!(%addr, ?reason, "dial failed"),
+            Event::InboundRefused { addr, reason } => tracing::debug!(%addr, %reason, "inbound refused"),
+            Event::Online => tracing::info!("online"),
+            Event::Offline => tracing::info!("offline"),
+            Event::MessageDropped { .. } => {}
+        }
+        if let Phase::Opening { reply, last_error, .. } = &mut self.phase {
+            match &e {
+                Event::Online => {
+                    if let Some(r) = reply.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                    self.phase = Phase::Running;
+                }
+                Event::DialFailed { addr, reason } => {
+                    *last_error = Some(Error::Unreachable { addr: *addr, reason: *reason });
+                }
+                _ => {}
+            }
+        }
+        let mut dropped = 0;
+        self.events.retain(|m| {
+            let before = m.dropped();
+            let alive = m.push_evicting(e.clone());
+            dropped += m.dropped() - before;
+            alive
+        });
+        self.stats.events_dropped += dropped;
+    }
+
+    fn open_done(&mut self, result: Result<(), Error>) {
+        if let Phase::Opening { reply, .. } = &mut self.phase {
+            let failed = result.is_err();
+            if let Some(r) = reply.take() {
+                let _ = r.send(result);
+            }
+            self.phase = if failed { Phase::Done } else { Phase::Running };
+        }
+    }
+
+    // ----- delivery to channels -----------------------------------------------------------
+
+    fn deliver(&mut self, msg: Message) {
+        let Some(ids) = self.paths.get(&msg.path) else { return };
+        // Clone per subscriber: the payload is shared, not copied.
+        let ids: Vec<u64> = ids.clone();
+        for id in ids {
+            if self.stalled.is_empty() {
+                self.offer(id, msg.clone());
+            } else {
+                // Keep per-channel order: nothing overtakes a stalled delivery.
+                self.stalled.push_back((id, msg.clone()));
+            }
+        }
+    }
+
+    /// Offers `msg` to subscriber `id`; on a full queue, waits (stalls) or drops per policy.
+    fn offer(&mut self, id: u64, msg: Message) {
+        let Some(sub) = self.subs.get_mut(&id) else { return };
+        if sub.overflowing && sub.mailbox.below_half() {
+            sub.overflowing = false;
+        }
+        match sub.mailbox.offer(msg) {
+            Offer::Queued => self.stats.delivered += 1,
+            Offer::Gone => {}
+            Offer::Full(msg) => {
+                if sub.overflowing || self.settings.deliver_timeout.is_zero() {
+                    sub.overflowing = true;
+                    sub.mailbox.count_drop();
+                    self.stats.deliveries_dropped += 1;
+                } else {
+                    self.stats.delivery_stalls += 1;
+                    self.stall_deadline = Some(Instant::now() + self.settings.deliver_timeout);
+                    self.stalled.push_back((id, msg));
+                }
+            }
+        }
+    }
+
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        while let Some((id, _)) = self.stalled.front() {
+            let id = *id;
+            let Some(sub) = self.subs.get_mut(&id) else {
+                self.stalled.pop_front();
+                progress = true;
+                continue;
+            };
+            let full = sub.mailbox.poll_room(cx).is_pending();
+            let deadline_passed = self.stall_deadline.is_none_or(|d| Instant::now() >= d);
+            if full && !(sub.overflowing || deadline_passed) {
+                break;
+            }
+            let Some((_, msg)) = self.stalled.pop_front() else { break };
+            progress = true;
+            if full {
+                // The receiver did not make room in time: drop, and keep dropping without
+                // waiting until it catches up, so one slow channel cannot stall the node.
+                sub.overflowing = true;
+                sub.mailbox.count_drop();
+                self.stats.deliveries_dropped += 1;
+            } else {
+                self.stall_deadline = None;
+                self.offer(id, msg);
+                if !self.stalled.is_empty() && self.stall_deadline.is_none() {
+                    self.stall_deadline = Some(Instant::now() + self.settings.deliver_timeout);
+                }
+            }
+        }
+        if self.stalled.is_empty() {
+            self.stall_deadline = None;
+        }
+        progress
+    }
+
+    // ----- commands and tasks -------------------------------------------------------------
+
+    fn poll_commands(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            let cmd = match self.cmd_rx.poll_recv(cx) {
+                Poll::Ready(Some(c)) => c,
+                // Every handle is gone (only possible if the handle leaked its abort): leave.
+                Poll::Ready(None) => {
+                    if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                        self.begin_close(None);
+                    }
+                    return progress;
+                }
+                Poll::Pending => return progress,
+            };
+            progress = true;
+            match cmd {
+                Command::Subscribe { id, path, mailbox } => {
+                    self.node.open_channel(path.clone());
+                    self.paths.entry(path.clone()).or_default().push(id);
+                    self.subs.insert(id, Sub { path, mailbox, overflowing: false });
+                }
+                Command::Unsubscribe { id } => {
+                    if let Some(sub) = self.subs.remove(&id) {
+                        if let Some(ids) = self.paths.get_mut(&sub.path) {
+                            ids.retain(|i| *i != id);
+                            if ids.is_empty() {
+                                self.paths.remove(&sub.path);
+                                self.node.close_channel(&sub.path);
+                            }
+                        }
+                    }
+                }
+                Command::Events { mailbox } => self.events.push(mailbox),
+                Command::Stats(reply) => {
+                    let _ = reply.send(self.snapshot());
+                }
+                Command::Neighbors(reply) => {
+                    let _ = reply.send(self.node.neighbors());
+                }
+                Command::Close(reply) => self.begin_close(Some(reply)),
+            }
+        }
+    }
+
+    fn begin_close(&mut self, reply: Option<oneshot::Sender<()>>) {
+        if let Phase::Closing { reply: r, .. } = &mut self.phase {
+            // A second close waits for the first.
+            if r.is_none() {
+                *r = reply;
+            }
+            return;
+        }
+        tracing::info!("closing");
+        self.open_done(Err(Error::Closed));
+        // No new neighbors while leaving.
+        self.listener = None;
+        self.feed(Input::Close);
+        if let Some(r) = &self.resolver {
+            let fut = r.unregister(&self.node.config().mesh, self.node.id());
+            self.unregistering = true;
+            self.tasks.spawn(async move { TaskDone::Unregistered(fut.await) });
+        }
+        let deadline = Instant::now() + self.node.config().close_linger;
+        self.phase = Phase::Closing { reply, deadline };
+    }
+
+    fn snapshot(&self) -> NodeStats {
+        let mut adapter = self.stats.clone();
+        adapter.write_buffered_bytes = self.conns.values().map(|c| c.out_bytes).sum();
+        adapter.connections = self.conns.len();
+        adapter.dials_in_flight = self.dialing.len();
+        adapter.channel_queued = self.subs.values().map(|s| s.mailbox.len()).sum::<usize>() + self.stalled.len();
+        NodeStats { core: self.node.stats(), adapter }
+    }
+
+    fn poll_tasks(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        while let Poll::Ready(Some(done)) = self.tasks.poll_join_next(cx) {
+            progress = true;
+            let done = match done {
+                Ok(d) => d,
+                // Aborted dials, or a resolver that panicked: the core times resolves out.
+                Err(e) => {
+                    if e.is_panic() {
+                        tracing::warn!("a resolver task panicked; the core will time the request out");
+                    }
+                    continue;
+                }
+            };
+            match done {
+                TaskDone::Dial { link, addr, result } => {
+                    if self.dialing.remove(&link).is_none() {
+                        continue; // the core gave up on this link already
+                    }
+                    match result {
+                        Ok(stream) => {
+                            tracing::debug!(%link, %addr, "connected");
+                            self.add_conn(link, stream, addr);
+                            self.feed(Input::LinkConnected { link });
+                        }
+                        Err(e) => {
+                            tracing::debug!(%link, %addr, error = %e, "connect failed");
+                            self.feed(Input::DialFailed { link, error: e.kind() });
+                        }
+                    }
+                }
+                TaskDone::Resolve { id, result } => {
+                    self.resolves_in_flight = self.resolves_in_flight.saturating_sub(1);
+                    let input = match result {
+                        Ok(addrs) => {
+                            if addrs.is_empty() {
+                                self.note_open_failure(Error::NoPeersFound);
+                            }
+                            Input::Resolved { id, addrs }
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "resolve failed");
+                            self.note_open_failure(Error::NoPeersFound);
+                            Input::ResolveFailed { id }
+                        }
+                    };
+                    self.feed(input);
+                }
+                TaskDone::Registered(r) => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "resolver registration failed");
+                    }
+                }
+                TaskDone::Unregistered(r) => {
+                    self.unregistering = false;
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "resolver unregistration failed");
+                    }
+                }
+            }
+        }
+        progress
+    }
+
+    fn note_open_failure(&mut self, e: Error) {
+        if let Phase::Opening { last_error, .. } = &mut self.phase {
+            if last_error.is_none() {
+                *last_error = Some(e);
+            }
+        }
+    }
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        for _ in 0..ACCEPTS_PER_ROUND {
+            let Some(listener) = &self.listener else { break };
+            match listener.poll_accept(cx) {
+                Poll::Ready(Ok((stream, remote))) => {
+                    progress = true;
+                    self.stats.accepted += 1;
+                    let now = self.now();
+                    match self.node.accept(now, remote) {
+                        Ok(link) => {
+                            tracing::debug!(%link, %remote, "accepted");
+                            self.add_conn(link, stream, remote);
+                            self.drain();
+                            self.run_inputs();
+                        }
+                        Err(e) => tracing::debug!(%remote, error = %e, "inbound connection refused"),
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    // EMFILE and friends: the listener stays; the next poll retries.
+                    tracing::warn!(error = %e, "accept failed");
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    /// Inputs queued by `drain` outside of `feed`.
+    fn run_inputs(&mut self) {
+        if let Some(input) = self.inputs.pop_front() {
+            self.feed(input);
+        }
+    }
+
+    // ----- sockets ------------------------------------------------------------------------
+
+    fn poll_reads(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        let mut ended: Vec<(LinkId, Option<io::ErrorKind>)> = Vec::new();
+        let mut received: Vec<(LinkId, Bytes)> = Vec::new();
+        for (&link, c) in self.conns.iter_mut() {
+            loop {
+                match c.stream.poll_read_ready(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => {
+                        ended.push((link, Some(e.kind())));
+                        break;
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+                self.read_buf.reserve(self.settings.read_chunk);
+                match c.stream.try_read_buf(&mut self.read_buf) {
+                    Ok(0) => {
+                        ended.push((link, None));
+                        break;
+                    }
+                    Ok(n) => {
+                        progress = true;
+                        self.stats.reads += 1;
+                        self.stats.bytes_read += n as u64;
+                        let data = self.read_buf.split().freeze();
+                        // A closing link's bytes are read only to see the peer's end.
+                        if c.closing.is_none() {
+                            received.push((link, data));
+                        }
+                        // One read per connection per round keeps connections fair.
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => {
+                        ended.push((link, Some(e.kind())));
+                        break;
+                    }
+                }
+            }
+        }
+        for (link, data) in received {
+            self.feed(Input::Received { link, data });
+        }
+        for (link, error) in ended {
+            progress = true;
+            self.end_conn(link, error);
+        }
+        progress
+    }
+
+    /// The socket of `link` is finished: forget it and tell the core (harmless if the core
+    /// already closed the link itself).
+    fn end_conn(&mut self, link: LinkId, error: Option<io::ErrorKind>) {
+        if let Some(c) = self.conns.remove(&link) {
+            if c.closing.is_none() {
+                tracing::debug!(%link, peer = %c.peer, ?error, "connection ended");
+            }
+            self.feed(Input::LinkClosed { link, error });
+        }
+    }
+
+    fn poll_sends(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        for _ in 0..SENDS_PER_ROUND {
+            if self.held_send.is_none() {
+                match self.send_rx.poll_recv(cx) {
+                    Poll::Ready(Some(r)) => {
+                        self.held_send = Some(r);
+                        self.held_send_counted = false;
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+            let Some(req) = self.held_send.take() else { break };
+            if req.reply.is_closed() {
+                // The sender gave up (its future was dropped) before the core took it.
+                progress = true;
+                continue;
+            }
+            if self.node.is_open() && !self.node.can_send(&req.path, req.payload.len()) {
+                // Backpressure: hold it (and stop taking more) until a link drains.
+                if !self.held_send_counted {
+                    self.held_send_counted = true;
+                    self.stats.sends_waited += 1;
+                }
+                self.held_send = Some(req);
+                break;
+            }
+            progress = true;
+            let now = self.now();
+            let result = match self.node.send(now, &req.path, req.payload) {
+                Ok(id) => Ok(id),
+                Err(SendError::MessageTooLarge { size, max }) => Err(Error::MessageTooLarge { size, max }),
+                Err(SendError::BadPath(source)) => {
+                    Err(Error::InvalidPath { given: req.path.as_str().to_owned(), source })
+                }
+                Err(SendError::NotOpen) => Err(Error::Closed),
+                Err(SendError::Busy) => Err(Error::Closed), // unreachable: can_send said yes
+            };
+            let _ = req.reply.send(result);
+            self.drain();
+            self.run_inputs();
+        }
+        progress
+    }
+
+    fn poll_writes(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        let mut ended: Vec<(LinkId, Option<io::ErrorKind>)> = Vec::new();
+        let window = self.settings.write_window;
+        let now = Instant::now();
+        for (&link, c) in self.conns.iter_mut() {
+            loop {
+                // Refill from the core up to the window: bytes stay in the core's bounded queue
+                // (where its backpressure and slow-neighbor rules see them) until the socket
+                // can take them.
+                while c.core_has_more && c.out_bytes < window {
+                    match self.node.poll_transmit(link, window - c.out_bytes) {
+                        Some(b) => {
+                            c.out_bytes += b.len();
+                            c.out.push_back(b);
+                        }
+                        None => c.core_has_more = false,
+                    }
+                }
+                self.stats.write_buffered_peak = self.stats.write_buffered_peak.max(c.out_bytes);
+                if c.out.is_empty() {
+                    break;
+                }
+                match c.stream.poll_write_ready(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => {
+                        ended.push((link, Some(e.kind())));
+                        break;
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut n_slices = 0;
+                for (slot, chunk) in slices.iter_mut().zip(c.out.iter()) {
+                    *slot = IoSlice::new(chunk);
+                    n_slices += 1;
+                }
+                match c.stream.try_write_vectored(&slices[..n_slices]) {
+                    Ok(0) => {
+                        ended.push((link, Some(io::ErrorKind::WriteZero)));
+                        break;
+                    }
+                    Ok(mut n) => {
+                        progress = true;
+                        self.stats.writes += 1;
+                        self.stats.bytes_written += n as u64;
+                        c.out_bytes -= n;
+                        while n > 0 {
+                            let Some(front) = c.out.front_mut() else { break };
+                            if front.len() <= n {
+                                n -= front.len();
+                                c.out.pop_front();
+                            } else {
+                                let _ = front.split_to(n);
+                                n = 0;
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => {
+                        ended.push((link, Some(e.kind())));
+                        break;
+                    }
+                }
+            }
+            if let Some(deadline) = c.closing {
+                if c.out.is_empty() && !c.core_has_more && !c.shut_down {
+                    // Everything said: send FIN, then wait for the peer's end (see `closing`).
+                    let _ = Pin::new(&mut c.stream).poll_shutdown(cx);
+                    c.shut_down = true;
+                    progress = true;
+                }
+                if now >= deadline {
+                    ended.push((link, None));
+                }
+            }
+        }
+        for (link, error) in ended {
+            progress = true;
+            self.end_conn(link, error);
+        }
+        progress
+    }
+
+    // ----- time ---------------------------------------------------------------------------
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        // Everything due now first, then arm the one timer for the earliest deadline left.
+        // Bounded, so a deadline that stays in the past cannot spin the task forever.
+        for _ in 0..64 {
+            let now_tokio = Instant::now();
+            // A deadline beyond tokio's range means "never".
+            let core_deadline =
+                self.node.poll_timeout().and_then(|d| self.origin.checked_add(Duration::from_nanos(d.as_nanos())));
+            if core_deadline.is_some_and(|d| d <= now_tokio) {
+                let now = self.now();
+                self.node.handle_timeout(now);
+                self.drain();
+                self.run_inputs();
+                progress = true;
+                continue;
+            }
+            let mut next = core_deadline;
+            let mut consider = |d: Option<Instant>| {
+                if let Some(d) = d {
+                    next = Some(next.map_or(d, |n: Instant| n.min(d)));
+                }
+            };
+            consider(self.stall_deadline);
+            for c in self.conns.values() {
+                consider(c.closing);
+            }
+            match &self.phase {
+                Phase::Opening { deadline, .. } | Phase::Closing { deadline, .. } => consider(Some(*deadline)),
+                _ => {}
+            }
+            let Some(at) = next else {
+                self.timer_at = None;
+                return progress;
+            };
+            if self.timer_at != Some(at) {
+                self.timer.as_mut().reset(at);
+                self.timer_at = Some(at);
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
+                // A non-core deadline passed: the rest of the round acts on it.
+                self.timer_at = None;
+                if at <= Instant::now() && core_deadline != Some(at) {
+                    return true;
+                }
+                continue;
+            }
+            return progress;
+        }
+        // Budget spent: come back in the next round.
+        true
+    }
+
+    /// Ends `open` or `close` when their conditions hold.
+    fn check_phase(&mut self) {
+        let now = Instant::now();
+        let idle = self.dialing.is_empty() && self.conns.is_empty() && self.resolves_in_flight == 0;
+        let online = self.node.is_online();
+        let open_timeout = self.settings.open_timeout;
+        let conns_empty = self.conns.is_empty();
+        let unregistering = self.unregistering;
+        match &mut self.phase {
+            Phase::Opening { deadline, last_error, .. } => {
+                let result = if online {
+                    Some(Ok(()))
+                } else if idle && last_error.is_some() {
+                    // Every attempt so far failed and nothing is in flight: report the first
+                    // error rather than keep the caller waiting on retries likely to fail too.
+                    last_error.take().map(Err)
+                } else if now >= *deadline {
+                    Some(Err(last_error.take().unwrap_or(Error::OpenTimedOut(open_timeout))))
+                } else {
+                    None
+                };
+                if let Some(r) = result {
+                    self.open_done(r);
+                }
+            }
+            Phase::Closing { deadline, reply } => {
+                if (conns_empty && !unregistering) || now >= *deadline {
+                    if let Some(r) = reply.take() {
+                        let _ = r.send(());
+                    }
+                    tracing::info!("closed");
+                    self.phase = Phase::Done;
+                }
+            }
+            Phase::Running | Phase::Done => {}
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Receivers see the end of their streams once they have taken what is queued.
+        for sub in self.subs.values() {
+            sub.mailbox.close_sender();
+        }
+        for m in &self.events {
+            m.close_sender();
+        }
+        for h in self.dialing.values() {
+            h.abort();
+        }
+    }
+}
