@@ -35,26 +35,44 @@ impl ChannelSender {
         &self.path
     }
 
-    /// Floods `payload` to every other member of the mesh on this channel; returns the
-    /// message's ID once the node has queued it for every neighbor.
+    /// Floods `payload` to every other member of the mesh on this channel.
     ///
-    /// Waits while the node's outbound budget is spent (a neighbor's send queue is full), so
-    /// a fast sender is slowed to the pace of the mesh instead of growing a buffer.
+    /// Returns once the node has taken the message: it is then queued for every neighbor, or
+    /// waiting (with at most 63 others of this node) for the core to accept it. Waits while
+    /// the node's outbound budget is spent (a neighbor's send queue is full), so a fast sender
+    /// is slowed to the pace of the mesh instead of growing a buffer. Sends do not wait for
+    /// each other's confirmation, so a stream of small messages leaves in large writes.
+    ///
     /// A payload over the mesh's limit fails at once with [`Error::MessageTooLarge`] and
-    /// nothing is sent. Own messages are not delivered back to this node. A message sent while
-    /// the node has no neighbors reaches nobody.
+    /// nothing is sent; a closed node gives [`Error::Closed`]. Own messages are not delivered
+    /// back to this node; a message sent while the node has no neighbors reaches nobody.
     ///
-    /// Cancel safety: if the returned future is dropped while waiting, the message may or may
-    /// not have been sent.
-    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<MessageId, Error> {
-        let payload = payload.into();
+    /// Cancel safety: dropping the future before it completes sends nothing.
+    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        let payload = self.check(payload.into())?;
+        let req = SendRequest { path: self.path.clone(), payload, reply: None };
+        self.send_tx.send(req).await.map_err(|_| Error::Closed)
+    }
+
+    /// Like [`send`](Self::send), but waits until the core has queued the message for every
+    /// neighbor and returns its ID. One confirmed send at a time is slower than a stream of
+    /// [`send`](Self::send)s: each waits for the node's task.
+    ///
+    /// Cancel safety: if the future is dropped while waiting, the message may or may not have
+    /// been sent.
+    pub async fn send_confirmed(&self, payload: impl Into<Bytes>) -> Result<MessageId, Error> {
+        let payload = self.check(payload.into())?;
+        let (reply, answer) = oneshot::channel();
+        let req = SendRequest { path: self.path.clone(), payload, reply: Some(reply) };
+        self.send_tx.send(req).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    fn check(&self, payload: Bytes) -> Result<Bytes, Error> {
         if payload.len() > self.max_message_size {
             return Err(Error::MessageTooLarge { size: payload.len(), max: self.max_message_size });
         }
-        let (reply, answer) = oneshot::channel();
-        let req = SendRequest { path: self.path.clone(), payload, reply };
-        self.send_tx.send(req).await.map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        Ok(payload)
     }
 }
 
@@ -102,8 +120,13 @@ impl Channel {
     }
 
     /// See [`ChannelSender::send`].
-    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<MessageId, Error> {
+    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
         self.sender.send(payload).await
+    }
+
+    /// See [`ChannelSender::send_confirmed`].
+    pub async fn send_confirmed(&self, payload: impl Into<Bytes>) -> Result<MessageId, Error> {
+        self.sender.send_confirmed(payload).await
     }
 
     /// A cloneable sending handle for other tasks.

@@ -54,7 +54,8 @@ pub(crate) enum Command {
 pub(crate) struct SendRequest {
     pub(crate) path: ChannelPath,
     pub(crate) payload: Bytes,
-    pub(crate) reply: oneshot::Sender<Result<MessageId, Error>>,
+    /// Present when the sender waits for the core's verdict and the message ID.
+    pub(crate) reply: Option<oneshot::Sender<Result<MessageId, Error>>>,
 }
 
 /// Adapter knobs, fixed at open.
@@ -686,7 +687,7 @@ impl Driver {
                 }
             }
             let Some(req) = self.held_send.take() else { break };
-            if req.reply.is_closed() {
+            if req.reply.as_ref().is_some_and(|r| r.is_closed()) {
                 // The sender gave up (its future was dropped) before the core took it.
                 progress = true;
                 continue;
@@ -711,7 +712,16 @@ impl Driver {
                 Err(SendError::NotOpen) => Err(Error::Closed),
                 Err(SendError::Busy) => Err(Error::Closed), // unreachable: can_send said yes
             };
-            let _ = req.reply.send(result);
+            match req.reply {
+                Some(reply) => {
+                    let _ = reply.send(result);
+                }
+                None => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "queued send not taken");
+                    }
+                }
+            }
             self.drain();
             self.run_inputs();
         }

@@ -1,1 +1,128 @@
-//! Cross-crate integration tests live in `tests/tests/`.
+//! Shared helpers of peerchannel's integration tests: fast timings, mesh start-up on loopback,
+//! and waiting on conditions (never on fixed sleeps) with generous timeouts.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use peerchannel_core::wire::{self, Connect, Frame, Hello};
+use peerchannel_tokio::{Config, MeshId, NodeId, PeerNode};
+
+/// Generous bound for any condition a test waits on: long enough for a loaded 2-core machine,
+/// short enough that a real hang fails the test instead of the CI run.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Loopback with an OS-chosen port.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A configuration with timings scaled down for tests: maintenance, repair and keepalive run
+/// in fractions of a second so that meshes form and heal quickly, while timeouts keep a wide
+/// margin over them so a busy machine does not trip them.
+pub fn fast_config(mesh: &str) -> Config {
+    let mut c = Config::new(mesh_id(mesh), 0);
+    c.maintainer_interval = Duration::from_millis(300);
+    c.repair_retry_interval = Duration::from_millis(100);
+    c.connect_timeout = Duration::from_secs(5);
+    c.keepalive_interval = Duration::from_millis(500);
+    c.idle_timeout = Duration::from_secs(5);
+    c.refresh_interval = Some(Duration::from_secs(1));
+    c.close_linger = Duration::from_secs(1);
+    c.resolve_timeout = Duration::from_secs(2);
+    c
+}
+
+/// A valid mesh ID (panics on a typo in a test).
+pub fn mesh_id(mesh: &str) -> MeshId {
+    match MeshId::new(mesh) {
+        Ok(m) => m,
+        Err(e) => panic!("bad mesh id {mesh:?} in a test: {e}"),
+    }
+}
+
+/// Installs a tracing subscriber when `RUST_LOG` is set (for debugging a failing test).
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
+}
+
+/// Waits until `check` returns true, polling every 20 ms; panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts `n` nodes of `mesh` on loopback: the first opens alone, each later one bootstraps
+/// from up to three earlier ones. `config` may change each node's configuration.
+pub async fn start_mesh(mesh: &str, n: usize, config: impl Fn(&mut Config)) -> Vec<PeerNode> {
+    let mut nodes: Vec<PeerNode> = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut c = fast_config(mesh);
+        config(&mut c);
+        let mut b = PeerNode::builder().config(c).listen(loopback()).channel_capacity(8192);
+        if i == 0 {
+            b = b.open_alone();
+        } else {
+            let picks: BTreeSet<usize> = [0, i / 2, i - 1].into_iter().collect();
+            b = b.bootstrap(picks.into_iter().map(|j| nodes[j].local_addr()));
+        }
+        match b.open().await {
+            Ok(node) => nodes.push(node),
+            Err(e) => panic!("node {i} of {mesh} failed to open: {e}"),
+        }
+    }
+    nodes
+}
+
+/// Whether the neighbor graph among `nodes` is one component with every degree within
+/// [min, max] (neighbors outside `nodes` are not counted as links of the component).
+pub async fn is_one_mesh(nodes: &[&PeerNode], min: usize, max: usize) -> bool {
+    let ids: BTreeSet<NodeId> = nodes.iter().map(|n| n.id()).collect();
+    let mut graph: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+    for n in nodes {
+        let Ok(nb) = n.neighbors().await else { return false };
+        if nb.len() < min || nb.len() > max {
+            return false;
+        }
+        graph.insert(n.id(), nb.iter().map(|x| x.node).filter(|id| ids.contains(id)).collect());
+    }
+    let Some(&start) = ids.iter().next() else { return true };
+    let mut seen = BTreeSet::from([start]);
+    let mut todo = VecDeque::from([start]);
+    while let Some(x) = todo.pop_front() {
+        for y in graph.get(&x).into_iter().flatten() {
+            if seen.insert(*y) {
+                todo.push_back(*y);
+            }
+        }
+    }
+    seen.len() == ids.len()
+}
+
+/// The bytes a raw initiator sends to join `mesh` as node `node` (Hello, then Connect), for
+/// tests that play a misbehaving peer by hand.
+pub fn handshake_bytes(mesh: &str, node: u64) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    wire::encode_control(
+        &Frame::Hello(Hello { version: wire::VERSION, security: 0, mesh: mesh_id(mesh) }),
+        &mut out,
+    );
+    let id = NodeId::new(node).unwrap_or_else(|| panic!("node id 0 in a test"));
+    wire::encode_control(&Frame::Connect(Connect { node: id, addrs: Default::default() }), &mut out);
+    out.to_vec()
+}
