@@ -89,8 +89,8 @@ pub async fn start_mesh(mesh: &str, n: usize, config: impl Fn(&mut Config)) -> V
     nodes
 }
 
-/// Whether the neighbor graph among `nodes` is one component with every degree within
-/// [min, max] (neighbors outside `nodes` are not counted as links of the component).
+/// Whether `nodes` form one mesh: every neighbor of each is one of `nodes` (so departed
+/// nodes are forgotten), every degree is within [min, max], and the graph is connected.
 pub async fn is_one_mesh(nodes: &[&PeerNode], min: usize, max: usize) -> bool {
     let ids: BTreeSet<NodeId> = nodes.iter().map(|n| n.id()).collect();
     let mut graph: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
@@ -99,7 +99,10 @@ pub async fn is_one_mesh(nodes: &[&PeerNode], min: usize, max: usize) -> bool {
         if nb.len() < min || nb.len() > max {
             return false;
         }
-        graph.insert(n.id(), nb.iter().map(|x| x.node).filter(|id| ids.contains(id)).collect());
+        if nb.iter().any(|x| !ids.contains(&x.node)) {
+            return false;
+        }
+        graph.insert(n.id(), nb.iter().map(|x| x.node).collect());
     }
     let Some(&start) = ids.iter().next() else { return true };
     let mut seen = BTreeSet::from([start]);
@@ -118,10 +121,7 @@ pub async fn is_one_mesh(nodes: &[&PeerNode], min: usize, max: usize) -> bool {
 /// tests that play a misbehaving peer by hand.
 pub fn handshake_bytes(mesh: &str, node: u64) -> Vec<u8> {
     let mut out = bytes::BytesMut::new();
-    wire::encode_control(
-        &Frame::Hello(Hello { version: wire::VERSION, security: 0, mesh: mesh_id(mesh) }),
-        &mut out,
-    );
+    wire::encode_control(&Frame::Hello(Hello { version: wire::VERSION, security: 0, mesh: mesh_id(mesh) }), &mut out);
     let id = NodeId::new(node).unwrap_or_else(|| panic!("node id 0 in a test"));
     wire::encode_control(&Frame::Connect(Connect { node: id, addrs: Default::default() }), &mut out);
     out.to_vec()
