@@ -188,10 +188,6 @@ impl Driver {
 
     /// Runs the node until it is closed (or the task is aborted by dropping the handle).
     pub(crate) async fn run(mut self) {
-        if let (Some(resolver), Some(_)) = (&self.resolver, &self.listener) {
-            let fut = resolver.register(&self.node.config().mesh, self.node.id(), &self.node.config().listen_addrs);
-            self.tasks.spawn(async move { TaskDone::Registered(fut.await) });
-        }
         self.feed(Input::Open);
         if self.settings.open_alone {
             self.open_done(Ok(()));
@@ -316,14 +312,9 @@ impl Driver {
             Event::Offline => tracing::info!("offline"),
             Event::MessageDropped { .. } => {}
         }
-        if let Phase::Opening { reply, last_error, .. } = &mut self.phase {
+        if let Phase::Opening { last_error, .. } = &mut self.phase {
             match &e {
-                Event::Online => {
-                    if let Some(r) = reply.take() {
-                        let _ = r.send(Ok(()));
-                    }
-                    self.phase = Phase::Running;
-                }
+                Event::Online => self.open_done(Ok(())),
                 Event::DialFailed { addr, reason } => {
                     *last_error = Some(Error::Unreachable { addr: *addr, reason: *reason });
                 }
@@ -347,6 +338,19 @@ impl Driver {
                 let _ = r.send(result);
             }
             self.phase = if failed { Phase::Done } else { Phase::Running };
+            if !failed {
+                self.register();
+            }
+        }
+    }
+
+    /// Registers with the resolver once the node is a member (online, or opened alone), so a
+    /// node whose open fails never leaves a stale registration behind.
+    fn register(&mut self) {
+        if let Some(resolver) = &self.resolver {
+            let cfg = self.node.config();
+            let fut = resolver.register(&cfg.mesh, self.node.id(), &cfg.listen_addrs);
+            self.tasks.spawn(async move { TaskDone::Registered(fut.await) });
         }
     }
 
@@ -537,7 +541,9 @@ impl Driver {
                     self.resolves_in_flight = self.resolves_in_flight.saturating_sub(1);
                     let input = match result {
                         Ok(addrs) => {
-                            if addrs.is_empty() {
+                            // Our own registration does not count as finding the mesh.
+                            let own = &self.node.config().listen_addrs;
+                            if addrs.iter().all(|a| own.contains(a)) {
                                 self.note_open_failure(Error::NoPeersFound);
                             }
                             Input::Resolved { id, addrs }

@@ -3,13 +3,15 @@
 //! peerchannel meshes on real TCP sockets, driven by tokio: every member of a named mesh
 //! receives every message sent on a channel, exactly once, with no server in the data path.
 //!
-//! ```no_run
+//! ```
 //! use peerchannel_tokio::PeerNode;
 //!
-//! # async fn demo() -> Result<(), peerchannel_tokio::Error> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), peerchannel_tokio::Error> {
+//! let local = "127.0.0.1:0".parse().unwrap();
 //! // The first node of a mesh opens alone; the others bootstrap from any member.
-//! let alice = PeerNode::builder().mesh("soccerpals").listen("127.0.0.1:0".parse().unwrap()).open_alone().open().await?;
-//! let bob = PeerNode::builder().mesh("soccerpals").bootstrap([alice.local_addr()]).open().await?;
+//! let alice = PeerNode::builder().mesh("soccerpals").listen(local).open_alone().open().await?;
+//! let bob = PeerNode::builder().mesh("soccerpals").listen(local).bootstrap([alice.local_addr()]).open().await?;
 //!
 //! let mut alice_chat = alice.channel("/chat")?;
 //! let bob_chat = bob.channel("/chat")?;
@@ -19,6 +21,7 @@
 //! assert_eq!(msg.origin, bob.id());
 //!
 //! bob.close().await; // graceful: neighbors are told, then the sockets close
+//! alice.close().await;
 //! # Ok(()) }
 //! ```
 //!
