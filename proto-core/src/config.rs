@@ -81,7 +81,8 @@ pub struct Config {
     /// Hops a flood sent by this node may travel. Default 64: far above the diameter of any
     /// mesh of degree 3 with a million nodes, yet bounded.
     pub hop_limit: u8,
-    /// Message IDs are remembered at least this long to drop duplicates. Default 60 s.
+    /// Message IDs are remembered at least this long (and at most twice as long) to drop
+    /// duplicates. Default 60 s.
     pub seen_ttl: Duration,
     /// Most message IDs remembered; when full the oldest go early (counted). Default 262,144
     /// (about 5 MiB at most).

@@ -12,7 +12,7 @@ use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
 use crate::flood::{forward_hops, SeenCache};
 use crate::id::{LinkId, MessageId, NodeId};
-use crate::link::{Link, LinkState, Role};
+use crate::link::{Link, LinkMap, LinkState, Role};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
 use crate::reason::CloseReason;
 use crate::rng::Rng;
@@ -64,7 +64,10 @@ pub struct Node {
     id: NodeId,
     rng: Rng,
     state: NodeState,
-    links: BTreeMap<LinkId, Link>,
+    links: LinkMap,
+    /// The links in state Connected, in the order they connected (kept in step with `links`
+    /// by `neighbor_up` and `end_link`, the only places a link enters or leaves that state).
+    neighbors: SmallVec<[LinkId; 8]>,
     next_link: u64,
     timers: Timers,
     maintainer: Maintainer,
@@ -107,7 +110,8 @@ impl Node {
             id,
             rng,
             state: NodeState::Created,
-            links: BTreeMap::new(),
+            links: LinkMap::default(),
+            neighbors: SmallVec::new(),
             next_link: 1,
             timers: Timers::default(),
             repair_at: None,
@@ -309,10 +313,10 @@ impl Node {
 
     /// The current neighbors.
     pub fn neighbors(&self) -> Vec<NeighborInfo> {
-        self.links
-            .values()
-            .filter(|l| l.is_connected())
-            .filter_map(|l| {
+        self.neighbors
+            .iter()
+            .filter_map(|id| {
+                let l = self.links.get(id)?;
                 Some(NeighborInfo {
                     link: l.id,
                     node: l.peer?,
@@ -328,7 +332,7 @@ impl Node {
 
     /// Number of neighbors.
     pub fn neighbor_count(&self) -> usize {
-        self.links.values().filter(|l| l.is_connected()).count()
+        self.neighbors.len()
     }
 
     /// Checks the node's bounds: neighbors ≤ max, seen cache ≤ its capacity, every send queue
@@ -336,6 +340,13 @@ impl Node {
     /// fuzzing; returns what is broken.
     pub fn check_invariants(&self) -> Result<(), String> {
         let n = self.neighbor_count();
+        let mut listed: Vec<LinkId> = self.links.values().filter(|l| l.is_connected()).map(|l| l.id).collect();
+        listed.sort();
+        let mut cached = self.neighbors.to_vec();
+        cached.sort();
+        if listed != cached {
+            return Err(format!("neighbor list {cached:?} out of step with links {listed:?}"));
+        }
         if n > self.cfg.max_neighbors {
             return Err(format!("{n} neighbors > max {}", self.cfg.max_neighbors));
         }
@@ -389,7 +400,8 @@ impl Node {
         }
         self.state = NodeState::Closed;
         self.maintainer.resolving = None;
-        let ids: Vec<LinkId> = self.links.values().filter(|l| !l.is_closing()).map(|l| l.id).collect();
+        let mut ids: Vec<LinkId> = self.links.values().filter(|l| !l.is_closing()).map(|l| l.id).collect();
+        ids.sort();
         for id in ids {
             self.end_link(now, id, CloseReason::LeavingMesh, Ending::Local);
         }
@@ -721,6 +733,7 @@ impl Node {
     fn neighbor_up(&mut self, now: Instant, id: LinkId) {
         let Some(link) = self.links.get_mut(&id) else { return };
         link.state = LinkState::Connected;
+        self.neighbors.push(id);
         link.connected_at = Some(now);
         link.utility = mesh::LinkUtility::new(now);
         let (node, addr, role) = (link.peer, link.addr, link.role);
@@ -768,6 +781,9 @@ impl Node {
         let was_connected = link.is_connected();
         let (role, addr, peer, state) = (link.role, link.addr, link.peer, link.state);
         let linger_until = now + self.cfg.close_linger;
+        if was_connected {
+            self.neighbors.retain(|n| *n != id);
+        }
         // Closing from here on: whatever happens while saying goodbye (a full queue) cannot end
         // the link a second time.
         if let Some(link) = self.links.get_mut(&id) {
@@ -925,7 +941,7 @@ impl Node {
     }
 
     fn connected_links(&self, except: Option<LinkId>) -> SmallVec<[LinkId; 8]> {
-        self.links.values().filter(|l| l.is_connected() && Some(l.id) != except).map(|l| l.id).collect()
+        self.neighbors.iter().copied().filter(|id| Some(*id) != except).collect()
     }
 
     // ----- flooding -----------------------------------------------------------------------
@@ -991,7 +1007,7 @@ fn push_chunks(link: &mut Link, chunks: &[Bytes], now: Instant, outputs: &mut Ve
 
 /// Whether the maintainer may dial `addr` (naming `node`, if a referral did): not this node,
 /// and no live link to that address or node already.
-fn is_usable(links: &BTreeMap<LinkId, Link>, cfg: &Config, me: NodeId, addr: SocketAddr, node: Option<NodeId>) -> bool {
+fn is_usable(links: &LinkMap, cfg: &Config, me: NodeId, addr: SocketAddr, node: Option<NodeId>) -> bool {
     if node == Some(me) || cfg.listen_addrs.contains(&addr) {
         return false;
     }

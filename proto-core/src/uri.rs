@@ -137,6 +137,25 @@ pub fn validate_path(path: &str) -> Result<(), UriError> {
     Ok(())
 }
 
+/// [`validate_path`] on raw bytes, as they arrive in a flood. ASCII paths (the usual case) are
+/// checked byte by byte without decoding UTF-8.
+pub fn validate_path_bytes(path: &[u8]) -> Result<(), UriError> {
+    if path.is_ascii() {
+        if path.len() > MAX_PATH_LEN {
+            return Err(UriError::PathTooLong(path.len()));
+        }
+        if path.first() != Some(&b'/') {
+            return Err(UriError::PathNotAbsolute);
+        }
+        return match path.iter().find(|b| b.is_ascii_control() || **b == b'?' || **b == b'#') {
+            Some(b) => Err(UriError::BadPathChar(char::from(*b))),
+            None => Ok(()),
+        };
+    }
+    let text = core::str::from_utf8(path).map_err(|_| UriError::PathNotAbsolute)?;
+    validate_path(text)
+}
+
 impl fmt::Display for ChannelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -210,6 +229,14 @@ mod tests {
         let long = format!("/{}", "x".repeat(MAX_PATH_LEN));
         assert_eq!(ChannelPath::new(&long), Err(UriError::PathTooLong(MAX_PATH_LEN + 1)));
         assert!(ChannelPath::new(&long[..MAX_PATH_LEN]).is_ok());
+    }
+
+    #[test]
+    fn byte_validation_agrees_with_text_validation() {
+        for p in ["/", "/chat", "chat", "/a?b", "/a#b", "/a\u{7f}", "/\u{e9}t\u{e9}", "/\u{85}x", ""] {
+            assert_eq!(validate_path_bytes(p.as_bytes()), validate_path(p), "{p:?}");
+        }
+        assert!(validate_path_bytes(&[b'/', 0xff]).is_err());
     }
 
     #[test]

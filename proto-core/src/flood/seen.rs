@@ -6,15 +6,17 @@ use hashbrown::HashSet;
 use crate::id::MessageId;
 use crate::time::Instant;
 
-/// Buckets kept: an ID is remembered for at least `ttl` (three full bucket spans) and at most
-/// `ttl * 4/3`.
-const BUCKETS: usize = 4;
+/// Buckets kept: an ID is remembered for at least `ttl` (one full bucket span) and at most
+/// `2 * ttl`. Two buckets keep a first copy's cost at two probes (the older bucket, then an
+/// insert into the newer), which is what the forwarding hot path pays per message.
+const BUCKETS: usize = 2;
 
 /// The IDs of recently seen floods, bounded in time and in entries.
 ///
-/// IDs go into the newest of four time buckets; the oldest bucket is dropped when its time is
-/// up, or early when the cache holds `capacity` IDs (counted in [`evicted_early`](Self::evicted_early),
-/// since a copy arriving after that could be delivered twice). Lookups touch at most four hash
+/// IDs go into the newer of two time buckets; the older bucket is dropped when its time is
+/// up, or early when the newer one holds half of `capacity` IDs (those dropped early are
+/// counted in [`evicted_early`](Self::evicted_early), since a copy arriving after that could be
+/// delivered twice). Lookups touch at most two hash
 /// sets; the sets are never iterated, so their order cannot leak into the node's behaviour.
 #[derive(Debug)]
 pub struct SeenCache {
@@ -48,15 +50,22 @@ impl SeenCache {
     /// Records `id`; returns true if it was new (first copy), false if already seen.
     pub fn insert(&mut self, now: Instant, id: MessageId) -> bool {
         self.rotate(now);
-        if self.contains(&id) {
+        let older = (self.newest + 1) % BUCKETS;
+        if self.buckets[older].contains(&id) {
             return false;
         }
-        while self.len >= self.capacity {
-            self.drop_oldest();
-            self.evicted_early += 1;
+        // One probe both checks and records.
+        if !self.buckets[self.newest].insert(id) {
+            return false;
         }
-        self.buckets[self.newest].insert(id);
         self.len += 1;
+        // Full: start a new bucket early. The older bucket (at most half the capacity, all
+        // older than the newest) is forgotten before its time; the newest half stays known, so
+        // duplicates of recent messages are still caught.
+        if self.buckets[self.newest].len() >= self.capacity.div_ceil(2) {
+            self.evicted_early += self.buckets[older].len() as u64;
+            self.advance(now, false);
+        }
         true
     }
 
@@ -68,32 +77,33 @@ impl SeenCache {
     /// Drops buckets whose time is up. Called on every insert and on the node's timer ticks,
     /// so an idle node also frees its memory.
     pub fn rotate(&mut self, now: Instant) {
-        let mut steps = 0;
-        while now.saturating_duration_since(self.newest_since) >= self.span {
-            self.newest = (self.newest + 1) % BUCKETS;
-            self.len -= self.buckets[self.newest].len();
-            clear_and_release(&mut self.buckets[self.newest]);
-            self.newest_since = self.newest_since + self.span;
-            steps += 1;
-            if steps >= BUCKETS {
-                // Everything has expired: restart the schedule at `now` instead of stepping
-                // through every missed span.
-                self.newest_since = now;
-                break;
-            }
+        if now.saturating_duration_since(self.newest_since) < self.span {
+            return;
+        }
+        // One span passed: the older bucket expires. Two or more: everything does.
+        if now.saturating_duration_since(self.newest_since) >= self.span * 2 {
+            self.advance(now, true);
+            self.advance(now, true);
+        } else {
+            // Keep the schedule: the new bucket starts where the old one's span ended.
+            let start = self.newest_since + self.span;
+            self.advance(start, true);
         }
     }
 
-    fn drop_oldest(&mut self) {
-        // The oldest non-empty bucket, starting after the newest.
-        for k in 1..=BUCKETS {
-            let i = (self.newest + k) % BUCKETS;
-            if !self.buckets[i].is_empty() {
-                self.len -= self.buckets[i].len();
-                clear_and_release(&mut self.buckets[i]);
-                return;
-            }
+    /// Makes the older bucket the new, empty newest one, starting at `start`.
+    fn advance(&mut self, start: Instant, on_time: bool) {
+        let filled = self.buckets[self.newest].len();
+        self.newest = (self.newest + 1) % BUCKETS;
+        let b = &mut self.buckets[self.newest];
+        self.len -= b.len();
+        b.clear();
+        // On a time rotation the table is sized to the traffic of the last span, so an idle
+        // node gives its memory back; an early rotation keeps it for the busy traffic.
+        if on_time && b.capacity() > 2 * filled.max(64) {
+            b.shrink_to(filled);
         }
+        self.newest_since = start;
     }
 
     /// IDs remembered.
@@ -119,15 +129,6 @@ impl SeenCache {
     /// Heap bytes held by the hash tables (approximate: table slots plus control bytes).
     pub fn heap_bytes(&self) -> usize {
         self.buckets.iter().map(|b| b.capacity() * (core::mem::size_of::<MessageId>() + 1)).sum()
-    }
-}
-
-/// Clears a bucket; a table that grew far beyond what it holds gives its memory back.
-fn clear_and_release(set: &mut HashSet<MessageId, KeyedIdHasher>) {
-    let had = set.len();
-    set.clear();
-    if set.capacity() > 2 * had.max(64) {
-        set.shrink_to(had);
     }
 }
 
@@ -197,15 +198,16 @@ mod tests {
     }
 
     #[test]
-    fn ids_live_at_least_ttl_and_expire_by_four_thirds_ttl() {
+    fn ids_live_at_least_ttl_and_expire_by_twice_ttl() {
         let mut c = SeenCache::new(TTL, 100, [1, 2], Instant::ZERO);
-        let t0 = Instant::from_millis(19_999);
+        let t0 = Instant::from_millis(59_999);
         assert!(c.insert(t0, id(7)));
         // Still remembered a full TTL later.
         c.rotate(t0 + TTL);
         assert!(c.contains(&id(7)));
-        // Gone once 4/3 TTL have passed since the bucket began.
-        c.rotate(Instant::ZERO + TTL * 4 / 3);
+        assert!(!c.insert(t0 + TTL, id(7)));
+        // Gone once two TTLs have passed since its bucket began.
+        c.rotate(Instant::ZERO + TTL * 2);
         assert!(!c.contains(&id(7)));
         assert_eq!(c.len(), 0);
     }
@@ -220,17 +222,21 @@ mod tests {
     }
 
     #[test]
-    fn capacity_is_a_hard_cap() {
+    fn capacity_is_a_hard_cap_and_the_newest_half_stays_known() {
         let mut c = SeenCache::new(TTL, 1000, [3, 4], Instant::ZERO);
         let mut t = Instant::ZERO;
         for i in 0..10_000u64 {
-            t = t + Duration::from_millis(7);
-            c.insert(t, id(i));
+            t = t + Duration::from_millis(1);
+            assert!(c.insert(t, id(i)));
             assert!(c.len() <= 1000);
+            // However full the cache, the last 500 IDs are always still known.
+            for back in [0, 1, 250, 499] {
+                if i >= back {
+                    assert!(c.contains(&id(i - back)), "forgot {} at {i}", i - back);
+                }
+            }
         }
         assert!(c.evicted_early() > 0);
-        // The newest IDs are still known.
-        assert!(c.contains(&id(9_999)));
     }
 
     #[test]

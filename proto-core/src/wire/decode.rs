@@ -46,7 +46,7 @@ pub(crate) fn announced_len(buf: &[u8], max_frame: usize) -> Result<Option<usize
 /// Decodes one frame (type byte and body) as returned by [`split_frame`]. Flood path and
 /// payload are slices of `frame`.
 pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
-    let mut r = Reader { buf: frame.clone() };
+    let mut r = Reader { buf: frame, pos: 0 };
     let ty = FrameType::from_byte(r.u8()?)?;
     let f = match ty {
         FrameType::Hello => {
@@ -60,7 +60,7 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
             let security = r.u8()?;
             let len = usize::from(r.u8()?);
             let name = r.take(len)?;
-            let name = core::str::from_utf8(&name).map_err(|_| DecodeError::BadMeshId)?;
+            let name = core::str::from_utf8(name).map_err(|_| DecodeError::BadMeshId)?;
             let mesh = MeshId::new(name).map_err(|_| DecodeError::BadMeshId)?;
             // Only the normalised (lower-case) form travels, so every Hello has one encoding.
             if mesh.as_str() != name {
@@ -118,36 +118,36 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
             let origin = r.node_id()?;
             let path_len = usize::from(r.u16()?);
             let path = r.take(path_len)?;
-            let text = core::str::from_utf8(&path).map_err(|_| DecodeError::BadPath)?;
-            crate::uri::validate_path(text).map_err(|_| DecodeError::BadPath)?;
-            let payload = core::mem::take(&mut r.buf);
+            crate::uri::validate_path_bytes(path).map_err(|_| DecodeError::BadPath)?;
+            let path = frame.slice(r.pos - path_len..r.pos);
+            let payload = frame.slice(r.pos..);
             return Ok(Frame::Flood(Flood { hops_left, hop_limit, id, origin, path, payload }));
         }
     };
-    if !r.buf.is_empty() {
+    if r.pos != frame.len() {
         return Err(DecodeError::TrailingBytes);
     }
     Ok(f)
 }
 
-/// Bounds-checked reads; every read checks the remaining length before touching memory.
-struct Reader {
-    buf: Bytes,
+/// Bounds-checked reads over the frame; only a flood's path and payload become `Bytes` (shared
+/// slices), everything else is read in place.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
 }
 
-impl Reader {
-    fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
-        if self.buf.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        Ok(self.buf.split_to(n))
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
+        let s = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(s)
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let mut out = [0u8; N];
-        let src = self.buf.get(..N).ok_or(DecodeError::Truncated)?;
-        out.copy_from_slice(src);
-        self.buf.advance(N);
+        out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
