@@ -219,3 +219,23 @@ proptest! {
         }
     }
 }
+
+/// The byte offsets PROTOCOL.md gives for a Flood (and that relays rely on to forward without
+/// copying).
+#[test]
+fn flood_layout_matches_protocol_md() {
+    let mut out = BytesMut::new();
+    encode_flood_header(3, 9, &[0xEE; 16], 0x0102_0304_0506_0708, b"/p", 4, &mut out);
+    out.put_slice(b"data");
+    let w = out.freeze();
+    assert_eq!(&w[0..4], &(29u32 + 2 + 4).to_be_bytes());
+    assert_eq!(w[4], 0x10);
+    assert_eq!((w[5], w[6]), (3, 9));
+    assert_eq!(&w[7..23], &[0xEE; 16]);
+    assert_eq!(&w[23..31], &0x0102_0304_0506_0708u64.to_be_bytes());
+    assert_eq!(&w[31..33], &2u16.to_be_bytes());
+    assert_eq!(&w[33..35], b"/p");
+    assert_eq!(&w[35..], b"data");
+    assert_eq!(FLOOD_FIXED, 29);
+    assert_eq!(max_frame_len(65536), 69_661);
+}
