@@ -1,0 +1,109 @@
+//! Interactive chat over a peerchannel mesh: lines typed go to every member, lines from others
+//! are printed with the sender's name.
+//!
+//! First terminal (the first node runs without `--peer`):
+//!
+//! ```text
+//! cargo run -p peerchannel-tokio --example chat -- --mesh soccerpals --name alice --listen 127.0.0.1:7000
+//! ```
+//!
+//! Second terminal:
+//!
+//! ```text
+//! cargo run -p peerchannel-tokio --example chat -- --mesh soccerpals --name bob --peer 127.0.0.1:7000
+//! ```
+//!
+//! Commands: `/neighbors`, `/stats`, `/quit` (or Ctrl-D, Ctrl-C) to leave gracefully.
+//! Set `RUST_LOG=peerchannel_tokio=debug` to see connects, accepts and closes.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use peerchannel_tokio::{Event, PeerNode};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Parser, Debug)]
+#[command(about = "Chat with every member of a peerchannel mesh")]
+struct Args {
+    /// Mesh to join.
+    #[arg(long, default_value = "soccerpals")]
+    mesh: String,
+    /// Your name, shown to the others.
+    #[arg(long)]
+    name: String,
+    /// Address to listen on (default: all interfaces, any port).
+    #[arg(long, default_value = "0.0.0.0:0")]
+    listen: SocketAddr,
+    /// A member to join through (repeatable). Without it, this node starts the mesh.
+    #[arg(long)]
+    peer: Vec<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run(Args::parse()).await {
+        eprintln!("chat: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let mut builder = PeerNode::builder().mesh(&args.mesh).listen(args.listen);
+    if args.peer.is_empty() {
+        builder = builder.open_alone();
+    } else {
+        builder = builder.bootstrap(args.peer.iter().copied());
+    }
+    let node = builder.open().await?;
+    let announced: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();
+    println!("* {} joined mesh {} as node {}", args.name, node.mesh(), node.id());
+    println!("* others join with: --mesh {} --peer {}", node.mesh(), announced.join(" --peer "));
+
+    let mut chat = node.channel("/chat")?;
+    let tx = chat.sender();
+    let mut events = node.events();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line? else { break };
+                match line.trim() {
+                    "" => {}
+                    "/quit" => break,
+                    "/neighbors" => {
+                        for n in node.neighbors().await? {
+                            println!("* neighbor {} at {} (utility {}, rtt {:?} ns)", n.node, n.addr, n.utility, n.rtt_nanos);
+                        }
+                    }
+                    "/stats" => println!("* {:#?}", node.stats().await?),
+                    text => {
+                        // Payload: the name, a NUL, the text.
+                        let payload = format!("{}\0{}", args.name, text);
+                        tx.send(payload.into_bytes()).await?;
+                    }
+                }
+            }
+            msg = chat.recv() => {
+                let Some(msg) = msg else { break };
+                let text = String::from_utf8_lossy(&msg.payload);
+                let (name, body) = text.split_once('\0').unwrap_or(("?", &text));
+                println!("[{name}] {body}");
+            }
+            ev = events.recv() => match ev {
+                Some(Event::NeighborUp { node, addr, .. }) => println!("* neighbor up: {node} at {addr}"),
+                Some(Event::NeighborDown { node, reason, .. }) => println!("* neighbor down: {node} ({reason})"),
+                Some(Event::Offline) => println!("* offline: no neighbors, looking for the mesh"),
+                Some(Event::Online) => println!("* online"),
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    println!("* leaving");
+    drop(chat);
+    node.close().await;
+    Ok(())
+}
