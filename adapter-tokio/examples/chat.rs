@@ -60,6 +60,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("* {} joined mesh {} as node {}", args.name, node.mesh(), node.id());
     println!("* others join with: --mesh {} --peer {}", node.mesh(), announced.join(" --peer "));
 
+    // Neighbors found while opening came before the event stream below existed.
+    for n in node.neighbors().await? {
+        println!("* neighbor: {} at {}", n.node, n.addr);
+    }
     let mut chat = node.channel("/chat")?;
     let tx = chat.sender();
     let mut events = node.events();
