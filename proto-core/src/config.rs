@@ -49,6 +49,14 @@ pub struct Config {
     pub resolve_timeout: Duration,
     /// Accepted links still in their handshake, at most; more are refused at accept. Default 16.
     pub max_inbound_handshakes: usize,
+    /// Accepted links still in their handshake from one IP address, at most, so one host
+    /// flooding connections cannot take every handshake slot. Default 8.
+    pub max_handshakes_per_ip: usize,
+    /// Floods accepted per second from one neighbor (a token bucket holding one second's worth).
+    /// Floods beyond it are dropped and counted (`Stats::floods_rate_limited`), not forwarded,
+    /// so one neighbor's message storm cannot be amplified through the mesh. `None` (the
+    /// default) sets no limit: the mesh runs at what its links carry.
+    pub max_floods_per_neighbor_per_sec: Option<u32>,
 
     /// Transport connect plus handshake must finish within this. Default 10 s: a TCP connect
     /// and two round trips take well under a second even between continents; the original's
@@ -67,7 +75,9 @@ pub struct Config {
     /// A Ping goes out when nothing was sent on a link for this long. Default 5 s.
     pub keepalive_interval: Duration,
     /// A link on which nothing arrived for this long is closed (IdleTimeout): dead peers are
-    /// found without waiting for a send to fail. Default 15 s (three keepalives).
+    /// found without waiting for a send to fail. Default 15 s (three keepalives). A frame must
+    /// also arrive whole within this time of its first byte, else the link is closed as
+    /// NodeTooSlow (a peer trickling bytes cannot hold a neighbor slot).
     pub idle_timeout: Duration,
     /// Utility reports go out at least this often while floods arrive (and every 32 floods).
     /// Default 30 s (the original's).
@@ -110,6 +120,8 @@ impl Config {
             resolve_attempts: 2,
             resolve_timeout: Duration::from_secs(10),
             max_inbound_handshakes: 16,
+            max_handshakes_per_ip: 8,
+            max_floods_per_neighbor_per_sec: None,
             connect_timeout: Duration::from_secs(10),
             maintainer_interval: Duration::from_secs(10),
             repair_retry_interval: Duration::from_secs(1),
@@ -156,6 +168,9 @@ impl Config {
         }
         if self.idle_timeout <= self.keepalive_interval {
             return Err(ConfigError::IdleNotAboveKeepalive);
+        }
+        if self.max_handshakes_per_ip == 0 || self.max_floods_per_neighbor_per_sec == Some(0) {
+            return Err(ConfigError::ZeroLimit);
         }
         if self.listen_addrs.len() > crate::wire::MAX_ADDRESSES {
             return Err(ConfigError::TooManyListenAddrs(self.listen_addrs.len()));

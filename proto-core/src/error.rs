@@ -37,6 +37,9 @@ pub enum ConfigError {
     TooManyListenAddrs(usize),
     /// A timing that must be positive is zero.
     ZeroDuration,
+    /// A limit that must be positive is zero (`max_handshakes_per_ip`,
+    /// `max_floods_per_neighbor_per_sec`).
+    ZeroLimit,
 }
 
 impl fmt::Display for ConfigError {
@@ -58,6 +61,9 @@ impl fmt::Display for ConfigError {
             ConfigError::IdleNotAboveKeepalive => write!(f, "idle_timeout must be longer than keepalive_interval"),
             ConfigError::TooManyListenAddrs(n) => write!(f, "{n} listen addresses; a node announces at most 8"),
             ConfigError::ZeroDuration => write!(f, "timeouts and intervals must be non-zero"),
+            ConfigError::ZeroLimit => {
+                write!(f, "max_handshakes_per_ip and max_floods_per_neighbor_per_sec must be at least 1")
+            }
         }
     }
 }
@@ -106,6 +112,9 @@ impl std::error::Error for SendError {}
 pub enum AcceptError {
     /// Too many accepted links are still in their handshake (`max_inbound_handshakes`).
     TooManyHandshakes,
+    /// Too many accepted links from this IP address are still in their handshake
+    /// (`max_handshakes_per_ip`).
+    TooManyFromAddress,
     /// The node is not open.
     NotOpen,
 }
@@ -114,6 +123,7 @@ impl fmt::Display for AcceptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AcceptError::TooManyHandshakes => write!(f, "too many inbound handshakes in progress"),
+            AcceptError::TooManyFromAddress => write!(f, "too many inbound handshakes in progress from this address"),
             AcceptError::NotOpen => write!(f, "the node is not open"),
         }
     }

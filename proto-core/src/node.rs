@@ -176,9 +176,14 @@ impl Node {
         if self.state != NodeState::Open {
             return Err(AcceptError::NotOpen);
         }
-        if self.links.values().filter(|l| l.is_pending_inbound()).count() >= self.cfg.max_inbound_handshakes {
+        let pending = || self.links.values().filter(|l| l.is_pending_inbound());
+        if pending().count() >= self.cfg.max_inbound_handshakes {
             self.stats.accept_refused += 1;
             return Err(AcceptError::TooManyHandshakes);
+        }
+        if pending().filter(|l| l.addr.ip() == remote.ip()).count() >= self.cfg.max_handshakes_per_ip {
+            self.stats.accept_refused += 1;
+            return Err(AcceptError::TooManyFromAddress);
         }
         let id = self.new_link_id();
         let link = Link::new(id, Role::Responder, LinkState::Handshake { hello_received: false }, remote, now);
@@ -553,7 +558,8 @@ impl Node {
         };
         match purpose {
             ResolvePurpose::Join => {
-                for addr in addrs.into_iter().take(self.cfg.resolve_max_addresses.max(1) * 4) {
+                let dialable = addrs.into_iter().filter(|a| mesh::is_dialable(*a));
+                for addr in dialable.take(self.cfg.resolve_max_addresses.max(1) * 4) {
                     self.maintainer.cache.insert(addr, None);
                 }
             }
@@ -648,8 +654,14 @@ impl Node {
                 }
             }
         }
-        if let Some(link) = self.links.get(&id) {
+        if let Some(link) = self.links.get_mut(&id) {
             self.stats.reassembly_copied_bytes += link.assembler.copied_bytes() - copied_before;
+            // A frame left incomplete must finish within the idle timeout (see on_link_timer).
+            link.partial_since = match (link.assembler.buffered(), link.partial_since) {
+                (0, _) => None,
+                (_, Some(t)) => Some(t),
+                (_, None) => Some(now),
+            };
         }
         self.rearm_link(id);
     }
@@ -752,8 +764,10 @@ impl Node {
 
     fn learn_referrals(&mut self, referrals: &[Referral]) {
         for r in referrals {
-            if r.node != self.id && !self.cfg.listen_addrs.contains(&r.addr) {
+            if r.node != self.id && !self.cfg.listen_addrs.contains(&r.addr) && mesh::is_dialable(r.addr) {
                 self.maintainer.cache.insert(r.addr, Some(r.node));
+            } else {
+                self.stats.referrals_rejected += 1;
             }
         }
     }
@@ -872,6 +886,10 @@ impl Node {
                     self.end_link(now, id, CloseReason::IdleTimeout, Ending::Local);
                     return;
                 }
+                if link.partial_since.is_some_and(|t| now >= t + self.cfg.idle_timeout) {
+                    self.end_link(now, id, CloseReason::NodeTooSlow, Ending::Local);
+                    return;
+                }
                 if link.utility.has_unreported() && now >= link.utility.last_report() + self.cfg.utility_report_interval
                 {
                     if let Some(r) = link.utility.take_report(now) {
@@ -949,6 +967,13 @@ impl Node {
     fn on_flood(&mut self, now: Instant, from: LinkId, raw: Bytes, f: Flood) {
         self.stats.floods_received += 1;
         self.stats.payload_bytes_received += f.payload.len() as u64;
+        if let Some(rate) = self.cfg.max_floods_per_neighbor_per_sec {
+            let Some(link) = self.links.get_mut(&from) else { return };
+            if !link.flood_budget.take(now, rate) {
+                self.stats.floods_rate_limited += 1;
+                return;
+            }
+        }
         let first = self.seen.insert(now, f.id);
         let Some(link) = self.links.get_mut(&from) else { return };
         if link.utility.on_received(first) {

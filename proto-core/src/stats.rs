@@ -47,6 +47,11 @@ pub struct Stats {
     pub neighbors_down: [u64; 16],
     /// Links closed by this node before becoming neighbors, by reason.
     pub handshakes_failed: [u64; 16],
+    /// Floods dropped because their neighbor exceeded `max_floods_per_neighbor_per_sec`.
+    pub floods_rate_limited: u64,
+    /// Referrals ignored: this node, unroutable addresses (unspecified, multicast, broadcast,
+    /// port 0).
+    pub referrals_rejected: u64,
     /// Local sends refused because a neighbor's queue was full.
     pub send_busy: u64,
     /// Resolver requests made.

@@ -61,7 +61,12 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(|_| {})
+    }
+
+    fn with(tweak: impl Fn(&mut Config)) -> Fixture {
         let mut cfg = Config::new(MeshId::new("soccerpals").unwrap(), 1);
+        tweak(&mut cfg);
         cfg.node_id = Some(nid(ME));
         cfg.listen_addrs = vec!["10.0.0.1:4000".parse().unwrap()];
         let mut node = Node::new(cfg, Instant::ZERO).unwrap();
@@ -309,4 +314,92 @@ fn a_peer_that_sends_pings_and_never_reads_is_evicted() {
     assert_eq!(f.closed_reason(rude), Some(CloseReason::NodeTooSlow));
     f.node.check_invariants().unwrap();
     f.healthy_still_works(251);
+}
+
+#[test]
+fn a_connection_flood_from_one_address_cannot_take_every_handshake_slot() {
+    let mut f = Fixture::new();
+    let attacker: SocketAddr = "10.66.0.1:1".parse().unwrap();
+    for _ in 0..8 {
+        f.node.accept(f.now, attacker).unwrap();
+    }
+    assert_eq!(f.node.accept(f.now, attacker), Err(AcceptError::TooManyFromAddress));
+    // Others still get in, up to the global bound.
+    let other = f.node.accept(f.now, "10.67.0.1:1".parse().unwrap()).unwrap();
+    f.feed(other, cat(&[hello("soccerpals"), connect(0x7000)]));
+    assert!(f.node.neighbors().iter().any(|n| n.link == other));
+    // 8 from the attacker + 8 from other hosts fill the 16 handshake slots.
+    for i in 0..8 {
+        f.node.accept(f.now, format!("10.68.0.{i}:1").parse().unwrap()).unwrap();
+    }
+    assert_eq!(f.node.accept(f.now, "10.69.0.1:1".parse().unwrap()), Err(AcceptError::TooManyHandshakes));
+    // Handshake slots are freed by the connect timeout.
+    f.now = f.now + std::time::Duration::from_secs(11);
+    f.node.handle_timeout(f.now);
+    assert!(f.node.accept(f.now, attacker).is_ok());
+    f.node.check_invariants().unwrap();
+}
+
+#[test]
+fn poisoned_referrals_are_dropped_and_counted() {
+    let mut f = Fixture::new();
+    let link = f.inbound(0x7100);
+    let bad = ["0.0.0.0:80", "224.0.0.1:80", "255.255.255.255:80", "10.1.2.3:0", "10.0.0.1:4000"];
+    let mut referrals: Vec<Referral> = bad
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Referral { node: nid(0x9000 + i as u64), addr: a.parse().unwrap() })
+        .collect();
+    referrals.push(Referral { node: nid(ME), addr: "10.5.5.5:1".parse().unwrap() });
+    referrals.push(Referral { node: nid(0x9999), addr: "10.5.5.6:1".parse().unwrap() });
+    f.feed(link, frame(&Frame::Disconnect(Disconnect { reason: CloseReason::LeavingMesh, referrals })));
+    // Six poisoned (unroutable, own listen address, own NodeId), one good.
+    assert_eq!(f.node.stats().referrals_rejected, 6);
+    let dialed: Vec<SocketAddr> = f
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Dial { addr, .. } => Some(*addr),
+            _ => None,
+        })
+        .collect();
+    assert!(dialed.iter().all(|a| *a == "10.5.5.6:1".parse::<SocketAddr>().unwrap()), "{dialed:?}");
+}
+
+#[test]
+fn a_peer_trickling_one_frame_is_cut_off() {
+    let mut f = Fixture::new();
+    let slow = f.inbound(0x7200);
+    let ping = frame(&Frame::Ping(1));
+    // One byte every 4 s keeps the idle timer happy but never completes a frame.
+    for i in 0..5 {
+        f.now = f.now + std::time::Duration::from_secs(4);
+        f.node.handle_timeout(f.now);
+        let healthy = f.healthy;
+        f.feed(healthy, frame(&Frame::Ping(100 + i)));
+        f.feed(slow, ping.slice(i as usize..i as usize + 1));
+    }
+    assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
+    f.healthy_still_works(252);
+}
+
+#[test]
+fn a_message_storm_from_one_neighbor_is_capped_when_a_rate_is_set() {
+    let mut f = Fixture::with(|c| c.max_floods_per_neighbor_per_sec = Some(100));
+    let stormy = f.inbound(0x7300);
+    let mut storm = BytesMut::new();
+    for i in 0..300u32 {
+        let mut id = [7u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        encode_flood_header(4, 8, &id, 77, b"/chat", 0, &mut storm);
+    }
+    f.feed(stormy, storm.freeze());
+    let s = f.node.stats();
+    assert_eq!(s.floods_rate_limited, 200);
+    assert_eq!(s.delivered, 100);
+    // The allowance refills with time.
+    f.now = f.now + std::time::Duration::from_secs(1);
+    f.feed(stormy, flood(4, 8, 0xA1, b"/chat", Bytes::new()));
+    assert_eq!(f.node.stats().delivered, 101);
+    f.healthy_still_works(253);
 }

@@ -106,17 +106,3 @@ fn same_seed_same_outputs_different_seed_different_outputs() {
     assert_eq!(a, b);
     assert_ne!(a, run(12));
 }
-
-#[test]
-#[ignore]
-fn debug_print() {
-    let net = converged(50, 1);
-    eprintln!("components {}", net.components());
-    for i in net.alive() {
-        let s = net.node(i).stats();
-        eprintln!(
-            "{i}: nb={} dials={} fail={} up={} resolves={} hf={:?} nd={:?}",
-            s.neighbors, s.dials, s.dial_failures, s.neighbors_up, s.resolves, s.handshakes_failed, s.neighbors_down
-        );
-    }
-}

@@ -116,6 +116,44 @@ pub struct Link {
     pub armed: Option<Instant>,
     /// When it became a neighbor.
     pub connected_at: Option<Instant>,
+    /// When the frame still incomplete in the assembler began to arrive.
+    pub partial_since: Option<Instant>,
+    /// The neighbor's inbound flood allowance (used when a per-neighbor rate is configured).
+    pub flood_budget: TokenBucket,
+}
+
+/// A token bucket refilled at `rate` tokens per second, holding at most one second's worth.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// A bucket that starts full.
+    pub fn new() -> Self {
+        TokenBucket { tokens: f64::INFINITY, last: None }
+    }
+
+    /// Takes one token if one is left at `now` for a bucket refilled at `rate` per second.
+    pub fn take(&mut self, now: Instant, rate: u32) -> bool {
+        let cap = f64::from(rate);
+        let refill = self.last.map_or(cap, |t| (now - t).as_secs_f64() * cap);
+        self.tokens = (self.tokens + refill).min(cap);
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for TokenBucket {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Link {
@@ -138,6 +176,8 @@ impl Link {
             utility: LinkUtility::new(now),
             armed: None,
             connected_at: None,
+            partial_since: None,
+            flood_budget: TokenBucket::new(),
         }
     }
 
@@ -171,6 +211,9 @@ impl Link {
                 let keepalive = self.last_send + cfg.keepalive_interval;
                 let idle = self.last_recv + cfg.idle_timeout;
                 let mut d = keepalive.min(idle);
+                if let Some(t) = self.partial_since {
+                    d = d.min(t + cfg.idle_timeout);
+                }
                 if self.utility.has_unreported() {
                     d = d.min(self.utility.last_report() + cfg.utility_report_interval);
                 }

@@ -9,5 +9,5 @@ mod utility;
 
 pub use admission::{admit, keep_on_duplicate, Admission, DuplicateChoice, ExistingLink};
 pub use maintainer::{least_useful, Maintainer, Plan, ResolvePurpose};
-pub use referrals::{choose_referrals, ReferralCache};
+pub use referrals::{choose_referrals, is_dialable, ReferralCache};
 pub use utility::{ImplausibleReport, LinkUtility, UTILITY_WINDOW};

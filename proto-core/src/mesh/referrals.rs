@@ -58,6 +58,15 @@ impl ReferralCache {
     }
 }
 
+/// Whether an address can be a mesh member's listen address: not unspecified (0.0.0.0, ::),
+/// multicast or broadcast, and not port 0. Referrals to anything else are dropped, so a hostile
+/// neighbor cannot point the maintainer at addresses no node can listen on.
+pub fn is_dialable(addr: SocketAddr) -> bool {
+    let ip = addr.ip();
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}
+
 /// Picks up to `max` referrals at random from `neighbors` (the original took the first N, so
 /// every newcomer was sent to the same few nodes).
 pub fn choose_referrals(rng: &mut Rng, neighbors: &mut Vec<Referral>, max: usize) -> Vec<Referral> {
@@ -102,6 +111,16 @@ mod tests {
         let got = c.take_random(&mut rng, |a, _| a.port() == 1).unwrap();
         assert_eq!(got, (addr(1), NodeId::new(9)));
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn unroutable_addresses_are_not_dialable() {
+        for bad in ["0.0.0.0:1", "[::]:1", "224.0.0.1:1", "255.255.255.255:1", "[ff02::1]:1", "10.0.0.1:0"] {
+            assert!(!is_dialable(bad.parse().unwrap()), "{bad}");
+        }
+        for good in ["10.0.0.1:1", "127.0.0.1:7000", "[2001:db8::1]:9"] {
+            assert!(is_dialable(good.parse().unwrap()), "{good}");
+        }
     }
 
     #[test]
