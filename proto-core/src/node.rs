@@ -216,9 +216,7 @@ impl Node {
         let h = self.cfg.hop_limit;
         wire::encode_flood_header(h, h, &id.0, self.id.get(), path.as_bytes(), payload.len(), &mut self.scratch);
         let header = self.scratch.split().freeze();
-        for link in self.connected_links(None) {
-            self.queue_flood(now, link, &header, &payload);
-        }
+        self.queue_to_all(now, None, header, payload);
         self.stats.floods_sent += 1;
         Ok(id)
     }
@@ -941,21 +939,33 @@ impl Node {
         }
         self.stats.control_frames_sent += 1;
         self.stats.control_bytes_sent += bytes.len() as u64;
-        push_chunks(link, &[bytes], now, &mut self.outputs);
+        push_chunks(link, [bytes], now, &mut self.outputs);
     }
 
     /// Queues a flood (header, then the shared payload); a neighbor whose queue cannot take it
     /// is evicted as too slow, which is what bounds memory when a neighbor reads slower than
     /// the mesh sends.
-    fn queue_flood(&mut self, now: Instant, id: LinkId, head: &Bytes, rest: &Bytes) {
+    fn queue_flood(&mut self, now: Instant, id: LinkId, head: Bytes, rest: Bytes) {
         let Some(link) = self.links.get_mut(&id) else { return };
         if !link.queue.has_room(head.len() + rest.len(), self.cfg.link_queue_bytes) {
             self.end_link(now, id, CloseReason::NodeTooSlow, Ending::Local);
             return;
         }
         link.utility.on_sent();
-        push_chunks(link, &[head.clone(), rest.clone()], now, &mut self.outputs);
+        push_chunks(link, [head, rest], now, &mut self.outputs);
         self.stats.floods_queued += 1;
+    }
+
+    /// Queues a flood's two chunks to every neighbor but `except`; the last one gets the
+    /// caller's handles, the others share them (a reference count each, never a copy).
+    fn queue_to_all(&mut self, now: Instant, except: Option<LinkId>, head: Bytes, rest: Bytes) {
+        let ids = self.connected_links(except);
+        if let Some((last, others)) = ids.split_last() {
+            for id in others {
+                self.queue_flood(now, *id, head.clone(), rest.clone());
+            }
+            self.queue_flood(now, *last, head, rest);
+        }
     }
 
     fn connected_links(&self, except: Option<LinkId>) -> SmallVec<[LinkId; 8]> {
@@ -991,10 +1001,7 @@ impl Node {
                 wire::encode_forward_head(raw.len(), h, &mut self.scratch);
                 let head = self.scratch.split().freeze();
                 // The received frame from its hop limit on, unchanged and uncopied.
-                let rest = raw.slice(2..);
-                for id in self.connected_links(Some(from)) {
-                    self.queue_flood(now, id, &head, &rest);
-                }
+                self.queue_to_all(now, Some(from), head, raw.slice(2..));
             }
             None => {
                 self.stats.hop_limit_reached += 1;
@@ -1019,10 +1026,10 @@ impl Node {
     }
 }
 
-fn push_chunks(link: &mut Link, chunks: &[Bytes], now: Instant, outputs: &mut VecDeque<Output>) {
+fn push_chunks<const N: usize>(link: &mut Link, chunks: [Bytes; N], now: Instant, outputs: &mut VecDeque<Output>) {
     let was_empty = link.queue.is_empty();
     for c in chunks {
-        link.queue.push(c.clone());
+        link.queue.push(c);
     }
     link.last_send = now;
     if was_empty && !link.queue.is_empty() {
