@@ -265,7 +265,10 @@ fn main() -> ExitCode {
             }
         };
         if again == report {
-            println!("  determinism: OK, two runs identical (outputs {}, deliveries {})", report.trace_hash, report.delivery_hash);
+            println!(
+                "  determinism: OK, two runs identical (outputs {}, deliveries {})",
+                report.trace_hash, report.delivery_hash
+            );
         } else {
             println!(
                 "  determinism: MISMATCH: outputs {} vs {}, deliveries {} vs {}",

@@ -27,7 +27,7 @@ impl Hasher for IdHasher {
         for chunk in bytes.chunks(8) {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x51_7CC1_B727_220A_95);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x517C_C1B7_2722_0A95);
         }
     }
 }
@@ -54,7 +54,7 @@ impl TraceHash {
     /// Mixes in one word.
     #[inline]
     pub fn mix(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7CC1_B727_220A_95);
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x517C_C1B7_2722_0A95);
     }
 
     /// The hash so far.
@@ -101,6 +101,10 @@ pub struct Sample {
     pub components: usize,
     /// Nodes in the largest component.
     pub largest_component: usize,
+    /// Nodes in the second largest component (0 if there is one).
+    pub second_component: usize,
+    /// Joined nodes with no neighbor (each its own component).
+    pub isolated: usize,
     /// Smallest degree among joined nodes.
     pub degree_min: usize,
     /// Largest degree among alive nodes.
@@ -109,6 +113,77 @@ pub struct Sample {
     pub degree_mean: f64,
     /// Joined nodes with fewer than `min_neighbors` neighbors.
     pub below_min: usize,
+}
+
+/// A time a joined node spent below `min_neighbors`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Dip {
+    /// Start, seconds.
+    pub t: f64,
+    /// The node's dense index.
+    pub node: u32,
+    /// How long, seconds.
+    pub secs: f64,
+    /// It started when the node joined with fewer than `min` neighbors (growing, not a loss).
+    pub joining: bool,
+}
+
+/// Dips below `min_neighbors` as they end.
+#[derive(Clone, Debug, Default)]
+pub struct Dips {
+    list: Vec<Dip>,
+    count: usize,
+    after_join: usize,
+    longest: f64,
+    longest_after_join: f64,
+}
+
+impl Dips {
+    /// Records one ended dip (the first 10,000 are kept in full).
+    pub fn push(&mut self, d: Dip) {
+        self.count += 1;
+        self.longest = self.longest.max(d.secs);
+        if !d.joining {
+            self.after_join += 1;
+            self.longest_after_join = self.longest_after_join.max(d.secs);
+        }
+        if self.list.len() < 10_000 {
+            self.list.push(d);
+        }
+    }
+
+    /// The summary, given the dips still open (their lengths so far).
+    pub fn summary(&self, open: impl Iterator<Item = f64>) -> DipSummary {
+        let open: Vec<f64> = open.collect();
+        DipSummary {
+            count: self.count,
+            after_join: self.after_join,
+            longest_s: self.longest,
+            longest_after_join_s: self.longest_after_join,
+            open_at_end: open.len(),
+            longest_open_s: open.iter().copied().fold(0.0, f64::max),
+            list: self.list.clone(),
+        }
+    }
+}
+
+/// How often and how long joined nodes had fewer than `min_neighbors` neighbors.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DipSummary {
+    /// Dips that ended.
+    pub count: usize,
+    /// Of those, dips of nodes that had reached `min` before (losses, not joins).
+    pub after_join: usize,
+    /// Longest ended dip, seconds.
+    pub longest_s: f64,
+    /// Longest ended dip after reaching `min`, seconds.
+    pub longest_after_join_s: f64,
+    /// Nodes below `min` at the end.
+    pub open_at_end: usize,
+    /// Longest of those so far, seconds.
+    pub longest_open_s: f64,
+    /// The dips (first 10,000).
+    pub list: Vec<Dip>,
 }
 
 /// Counters summed over every node of the run (crashed and departed ones included).
@@ -193,6 +268,19 @@ pub struct MessageReport {
     pub latency_max_ms: f64,
 }
 
+/// An eligible node that did not get a message within its window (the first 1000 are kept).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Miss {
+    /// Send time of the message, seconds.
+    pub t: f64,
+    /// The node's dense index in the run.
+    pub node: u32,
+    /// When the node joined, seconds.
+    pub joined: f64,
+    /// When it got the message anyway (after the window), seconds after the send.
+    pub late_by: Option<f64>,
+}
+
 /// Messages sent in one phase of the scenario (between two disruptions).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PhaseReport {
@@ -260,8 +348,12 @@ pub struct Report {
     pub phases: Vec<PhaseReport>,
     /// Per scored message.
     pub messages: Vec<MessageReport>,
+    /// Eligible nodes that missed a message (first 1000).
+    pub misses: Vec<Miss>,
     /// The graph over time.
     pub samples: Vec<Sample>,
+    /// Time joined nodes spent below `min_neighbors`.
+    pub dips: DipSummary,
     /// Degree histogram of alive joined nodes at the end (index = degree).
     pub degree_histogram: Vec<usize>,
     /// Sorted delivery latencies for the CDF plot, in ms, thinned to at most 2000 points.
@@ -314,6 +406,21 @@ impl std::fmt::Debug for IdHash {
     }
 }
 
+/// The scores of a run's messages.
+#[derive(Debug)]
+pub struct Scored {
+    /// Totals.
+    pub summary: DeliverySummary,
+    /// Per phase.
+    pub phases: Vec<PhaseReport>,
+    /// Per message.
+    pub messages: Vec<MessageReport>,
+    /// Thinned sorted latencies.
+    pub latency_cdf_ms: Vec<f64>,
+    /// Eligible nodes that missed a message.
+    pub misses: Vec<Miss>,
+}
+
 /// The boundaries of the scenario's phases: (start, label).
 pub type Phases = Vec<(u64, String)>;
 
@@ -341,7 +448,8 @@ impl Recorder {
     }
 
     /// Scores every message whose window ended by `end`.
-    pub fn score(&self, lives: &[Lifetime], end: u64, window: u64, phases: &Phases) -> (DeliverySummary, Vec<PhaseReport>, Vec<MessageReport>, Vec<f64>) {
+    pub fn score(&self, lives: &[Lifetime], end: u64, window: u64, phases: &Phases) -> Scored {
+        let mut misses = Vec::new();
         let mut reports = Vec::new();
         let mut latencies: Vec<u64> = Vec::new();
         let mut got = vec![u64::MAX; lives.len()];
@@ -374,7 +482,12 @@ impl Recorder {
                     continue;
                 }
                 eligible += 1;
-                delivered += usize::from(got[n] == mi as u64);
+                if got[n] == mi as u64 {
+                    delivered += 1;
+                } else if misses.len() < 1000 {
+                    let late = m.deliveries.iter().find(|d| d.node == n as u32).map(|d| secs(d.latency));
+                    misses.push(Miss { t: secs(m.sent), node: n as u32, joined: secs(life.joined), late_by: late });
+                }
             }
             let reliability = if eligible == 0 { 1.0 } else { delivered as f64 / eligible as f64 };
             reports.push(MessageReport {
@@ -424,7 +537,7 @@ impl Recorder {
                 perfect: in_phase.iter().filter(|r| r.delivered == r.eligible).count(),
             });
         }
-        (summary, phase_reports, reports, cdf)
+        Scored { summary, phases: phase_reports, messages: reports, latency_cdf_ms: cdf, misses }
     }
 }
 
@@ -474,7 +587,10 @@ mod tests {
         r.delivered(3, id(1), 104, 2);
         r.delivered(5, id(1), 120, 3);
         let phases = vec![(0, "all".to_string())];
-        let (sum, phases, msgs, _) = r.score(&lives, 1000, w, &phases);
+        let sc = r.score(&lives, 1000, w, &phases);
+        let (sum, phases, msgs) = (sc.summary, sc.phases, sc.messages);
+        assert_eq!(sc.misses.len(), 2);
+        assert_eq!(sc.misses[1].late_by, Some(20e-9));
         assert_eq!(msgs.len(), 1);
         // Eligible: 1, 2, 5. Delivered in window: 1.
         assert_eq!((msgs[0].eligible, msgs[0].delivered), (3, 1));
@@ -488,7 +604,8 @@ mod tests {
         let mut r = Recorder::default();
         r.sent(id(1), 0, 995);
         let lives = vec![Lifetime { joined: 0, died: NEVER }; 2];
-        let (sum, _, msgs, _) = r.score(&lives, 1000, 10, &vec![(0, String::new())]);
+        let sc = r.score(&lives, 1000, 10, &vec![(0, String::new())]);
+        let (sum, msgs) = (sc.summary, sc.messages);
         assert_eq!((sum.sent, sum.scored, msgs.len()), (1, 0, 0));
     }
 

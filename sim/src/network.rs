@@ -86,7 +86,7 @@ impl Network {
             uplink_bytes_per_sec: (cfg.uplink_mbps * 1e6 / 8.0) as u64,
             uplink_buffer: cfg.uplink_buffer_bytes.max(1),
             pair_salt: mix(seed ^ 0x5EED_1A7E_0000_0001),
-            rng: Rng::from_seed(seed ^ 0x0E7_0000_0002),
+            rng: Rng::from_seed(seed ^ 0x0E70_0000_0002),
             regions: Vec::new(),
             cumulative_weights,
         }
@@ -217,11 +217,8 @@ mod tests {
 
     #[test]
     fn stream_keeps_byte_order_under_jitter() {
-        let cfg = NetworkConfig {
-            latency: LatencyModel::Constant { ms: 10.0 },
-            jitter_ms: 50.0,
-            ..NetworkConfig::default()
-        };
+        let cfg =
+            NetworkConfig { latency: LatencyModel::Constant { ms: 10.0 }, jitter_ms: 50.0, ..NetworkConfig::default() };
         let mut net = Network::new(&cfg, 3);
         let mut s = Stream::default();
         let mut last = 0;

@@ -101,9 +101,7 @@ pub fn degree_histogram(report: &Report, file: &Path) -> Result<(), PlotError> {
     chart.configure_mesh().x_desc("neighbors").y_desc("nodes").draw().map_err(err)?;
     chart
         .draw_series(
-            Histogram::vertical(&chart)
-                .style(BLUE.mix(0.6).filled())
-                .data(h.iter().enumerate().map(|(d, n)| (d, *n))),
+            Histogram::vertical(&chart).style(BLUE.mix(0.6).filled()).data(h.iter().enumerate().map(|(d, n)| (d, *n))),
         )
         .map_err(err)?;
     root.present().map_err(err)

@@ -12,9 +12,7 @@ use std::io::ErrorKind;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use peerchannel_core::{
-    ChannelPath, Config, Event, Input, Instant, LinkId, MeshId, Node, Output, Rng,
-};
+use peerchannel_core::{ChannelPath, Config, Event, Input, Instant, LinkId, MeshId, Node, Output, Rng};
 
 use crate::metrics::{self, Lifetime, Phases, Recorder, Report, Sample, Traffic, NEVER};
 use crate::network::{ephemeral_addr, host_addr, host_of, Network, Stream, Uplink};
@@ -86,6 +84,12 @@ struct SimNode {
     wake_at: u64,
     /// Position in `Simulation::live`.
     live_pos: u32,
+    /// Neighbors, counted from NeighborUp / NeighborDown events.
+    degree: u32,
+    /// Since when the node is joined but below `min_neighbors` (`NEVER`: it is not).
+    below_since: u64,
+    /// The current dip started when the node joined (it is still growing to `min`).
+    below_joining: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -167,6 +171,7 @@ pub struct Simulation {
     crashes: usize,
     leaves: usize,
     resolve_buf: Vec<u32>,
+    dips: metrics::Dips,
     event_log: Option<Vec<(u64, u32, Event)>>,
 }
 
@@ -237,6 +242,7 @@ impl Simulation {
             crashes: 0,
             leaves: 0,
             resolve_buf: Vec::new(),
+            dips: metrics::Dips::default(),
             event_log: None,
             sc,
         };
@@ -441,9 +447,7 @@ impl Simulation {
                     self.queue.push(at, Ev::Resolve { node, id, max: max_addresses.min(1024) as u32 });
                 }
                 Output::Event(e) => {
-                    if e == Event::Online && self.nodes[node as usize].joined == NEVER {
-                        self.nodes[node as usize].joined = self.now;
-                    }
+                    self.track_degree(node, &e);
                     if let Some(log) = self.event_log.as_mut() {
                         log.push((self.now, node, e));
                     }
@@ -451,6 +455,44 @@ impl Simulation {
             }
         }
         self.rearm(node);
+    }
+
+    /// Follows each node's degree through its events, to time how long joined nodes spend
+    /// below `min_neighbors`.
+    fn track_degree(&mut self, node: u32, e: &Event) {
+        let min = self.template.min_neighbors as u32;
+        let now = self.now;
+        let n = &mut self.nodes[node as usize];
+        match e {
+            Event::Online if n.joined == NEVER => {
+                n.joined = now;
+                if n.degree < min {
+                    n.below_since = now;
+                    n.below_joining = true;
+                }
+            }
+            Event::NeighborUp { .. } => {
+                n.degree += 1;
+                if n.degree >= min && n.below_since != NEVER {
+                    let dip = metrics::Dip {
+                        t: metrics::secs(n.below_since),
+                        node,
+                        secs: metrics::secs(now - n.below_since),
+                        joining: n.below_joining,
+                    };
+                    n.below_since = NEVER;
+                    self.dips.push(dip);
+                }
+            }
+            Event::NeighborDown { .. } => {
+                n.degree = n.degree.saturating_sub(1);
+                if n.degree < min && n.joined != NEVER && n.below_since == NEVER {
+                    n.below_since = now;
+                    n.below_joining = false;
+                }
+            }
+            _ => {}
+        }
     }
 
     fn rearm(&mut self, node: u32) {
@@ -798,6 +840,9 @@ impl Simulation {
             pending_tx: Vec::new(),
             wake_at: NEVER,
             live_pos: self.live.len() as u32,
+            degree: 0,
+            below_since: NEVER,
+            below_joining: false,
         });
         self.live.push(idx);
         self.hosts[h as usize] = Host { node: idx, silent: false, side: self.hosts[h as usize].side };
@@ -996,7 +1041,11 @@ impl Simulation {
             }
         }
         s.components = size.len();
-        s.largest_component = size.values().copied().max().unwrap_or(0);
+        let mut sizes: Vec<usize> = size.into_values().collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        s.largest_component = sizes.first().copied().unwrap_or(0);
+        s.second_component = sizes.get(1).copied().unwrap_or(0);
+        s.isolated = sizes.iter().filter(|n| **n == 1).count();
         s
     }
 
@@ -1004,7 +1053,8 @@ impl Simulation {
     pub fn report(&self) -> Report {
         let lives: Vec<Lifetime> = self.nodes.iter().map(|n| Lifetime { joined: n.joined, died: n.died }).collect();
         let window = nanos(secs(self.sc.metrics.window_secs));
-        let (mut delivery, phases, messages, latency_cdf_ms) = self.rec.score(&lives, self.now, window, &self.phases);
+        let scored = self.rec.score(&lives, self.now, window, &self.phases);
+        let mut delivery = scored.summary;
         let mut traffic = self.traffic.clone();
         let mut hist = Vec::new();
         for &i in &self.live {
@@ -1033,11 +1083,16 @@ impl Simulation {
             crashes: self.crashes,
             leaves: self.leaves,
             delivery,
-            phases,
-            messages,
+            phases: scored.phases,
+            messages: scored.messages,
+            misses: scored.misses,
             samples: self.samples.clone(),
+            dips: self.dips.summary(self.live.iter().filter_map(|&i| {
+                let n = &self.nodes[i as usize];
+                (n.below_since != NEVER).then(|| metrics::secs(self.now - n.below_since))
+            })),
             degree_histogram: hist,
-            latency_cdf_ms,
+            latency_cdf_ms: scored.latency_cdf_ms,
             traffic,
             events: self.events,
             trace_hash: format!("{:016x}", self.rec.trace.value()),

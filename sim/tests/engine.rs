@@ -1,0 +1,169 @@
+//! The engine and network model through whole runs of real nodes: crash detection delays, byte
+//! order under jitter and loss, uplink queueing, refused and hanging connects.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use peerchannel_core::{CloseReason, DialFailure, Event};
+use peerchannel_sim::scenario::{ChurnConfig, CrashMode, LatencyModel};
+use peerchannel_sim::{Departure, Scenario, Simulation};
+
+const LATENCY_MS: f64 = 10.0;
+
+/// `n` nodes on a network with a fixed 10 ms latency and no jitter, so arrival times are exact.
+fn quiet(n: usize) -> Scenario {
+    let mut s = Scenario { nodes: n, duration_secs: 120.0, join_over_secs: 2.0, ..Scenario::default() };
+    s.network.latency = LatencyModel::Constant { ms: LATENCY_MS };
+    s.network.jitter_ms = 0.0;
+    s.publish.rate_per_sec = 0.0;
+    s
+}
+
+/// Crashes node `victim` at 40 s and returns, for each of its neighbors, when and why they saw
+/// it go.
+fn crash_and_watch(s: Scenario, victim: u32, how: Departure) -> (Vec<(f64, CloseReason, bool)>, usize) {
+    let mut sim = Simulation::new(s).unwrap();
+    sim.run_until(Duration::from_secs(40));
+    let node = sim.node(victim).unwrap();
+    let victim_id = node.id();
+    let peers: Vec<u32> = node.neighbors().iter().filter_map(|nb| sim.peer_of(victim, nb.link)).collect();
+    assert!(!peers.is_empty());
+    sim.record_events();
+    sim.depart_at(Duration::from_secs(40), victim, how);
+    sim.run_until(Duration::from_secs(70));
+    let mut seen = Vec::new();
+    for (t, n, e) in sim.event_log() {
+        if let Event::NeighborDown { node, reason, by_peer, .. } = e {
+            if *node == victim_id && peers.contains(n) {
+                seen.push((*t as f64 / 1e9, *reason, *by_peer));
+            }
+        }
+    }
+    (seen, peers.len())
+}
+
+#[test]
+fn a_reset_crash_reaches_each_peer_after_the_detection_delay_plus_latency() {
+    let mut s = quiet(12);
+    s.crash.mode = CrashMode::Reset;
+    s.crash.detection_delay_ms = 2000.0;
+    let (seen, peers) = crash_and_watch(s, 5, Departure::Crash);
+    assert_eq!(seen.len(), peers, "every neighbor must notice: {seen:?}");
+    for (t, reason, by_peer) in seen {
+        assert!((t - 42.010).abs() < 1e-6, "reset seen at {t} s, expected 40 s + 2 s + 10 ms");
+        assert_eq!((reason, by_peer), (CloseReason::Faulted, true));
+    }
+}
+
+#[test]
+fn a_silent_crash_is_found_by_the_idle_timeout() {
+    let s = quiet(12);
+    let (seen, peers) = crash_and_watch(s, 5, Departure::Crash);
+    assert_eq!(seen.len(), peers, "every neighbor must notice: {seen:?}");
+    // The last thing heard from the victim is at most one keepalive interval (5 s) before the
+    // crash; the idle timeout is 15 s after it.
+    for (t, reason, by_peer) in seen {
+        assert_eq!((reason, by_peer), (CloseReason::IdleTimeout, false));
+        assert!((50.0..=55.1).contains(&t), "idle timeout at {t} s for a crash at 40 s");
+    }
+}
+
+#[test]
+fn a_graceful_leave_reaches_each_peer_after_one_latency() {
+    let (seen, peers) = crash_and_watch(quiet(12), 5, Departure::Leave);
+    assert_eq!(seen.len(), peers);
+    for (t, reason, by_peer) in seen {
+        assert!((t - 40.010).abs() < 1e-6, "leave seen at {t} s");
+        assert_eq!((reason, by_peer), (CloseReason::LeavingMesh, true));
+    }
+}
+
+/// With 40 ms of jitter and 5% loss, writes on a link would overtake each other if the model
+/// did not keep byte order; the core would then see garbage and close links for
+/// ProtocolViolation, and floods would be lost.
+#[test]
+fn links_keep_byte_order_under_jitter_and_loss() {
+    let mut s = quiet(30);
+    s.duration_secs = 90.0;
+    s.network.latency = LatencyModel::Uniform { min_ms: 5.0, max_ms: 30.0 };
+    s.network.jitter_ms = 40.0;
+    s.network.loss = 0.05;
+    s.publish.rate_per_sec = 4.0;
+    s.publish.size = 32 * 1024;
+    s.publish.start_secs = 20.0;
+    let mut sim = Simulation::new(s).unwrap();
+    let r = sim.run();
+    sim.check_invariants().unwrap();
+    assert!(r.delivery.scored >= 200);
+    assert_eq!(r.delivery.reliability_min, 1.0);
+    assert!(!r.traffic.neighbors_down.contains_key("ProtocolViolation"), "{:?}", r.traffic.neighbors_down);
+    // Every first copy is one delivery: nothing delivered twice, nothing corrupted.
+    let delivered: usize = r.messages.iter().map(|m| m.delivered).sum();
+    assert_eq!(delivered, r.messages.len() * 29);
+    // Loss shows up as delay: some deliveries wait for a retransmission (200 ms).
+    assert!(r.delivery.latency.max_ms > 200.0);
+}
+
+/// A 1 Mbit/s uplink needs 131 ms per copy of a 16 KiB flood; copies to several neighbors
+/// queue behind each other, and each hop pays again.
+#[test]
+fn a_limited_uplink_queues_writes() {
+    let mut s = quiet(20);
+    s.duration_secs = 60.0;
+    s.publish.rate_per_sec = 0.5;
+    s.publish.size = 16 * 1024;
+    s.publish.start_secs = 30.0;
+    let free = Simulation::new(s.clone()).unwrap().run();
+    s.network.uplink_mbps = 1.0;
+    let mut sim = Simulation::new(s).unwrap();
+    let slow = sim.run();
+    sim.check_invariants().unwrap();
+    assert_eq!(free.delivery.reliability_min, 1.0);
+    assert_eq!(slow.delivery.reliability_min, 1.0);
+    let per_copy_ms = (16.0 * 1024.0 + 64.0) * 8.0 / 1e6 * 1000.0 * 0.99;
+    assert!(free.delivery.latency.max_ms < 100.0);
+    assert!(slow.delivery.latency.p50_ms >= free.delivery.latency.p50_ms + per_copy_ms);
+    for m in &slow.messages {
+        let floor = f64::from(m.last_hop) * (per_copy_ms + LATENCY_MS);
+        assert!(m.latency_max_ms >= floor, "{} hops in {} ms", m.last_hop, m.latency_max_ms);
+    }
+}
+
+/// Crashed members linger in the resolver; dialing them is refused (reset mode: the host is up,
+/// the process is not) or hangs until the connect timeout (silent mode: the host is gone).
+#[test]
+fn dials_to_dead_nodes_are_refused_or_hang_by_crash_mode() {
+    for (mode, expect) in [
+        (CrashMode::Reset, DialFailure::Io(std::io::ErrorKind::ConnectionRefused)),
+        (CrashMode::Silent, DialFailure::Handshake(CloseReason::ConnectTimedOut)),
+    ] {
+        let mut s = quiet(40);
+        s.duration_secs = 100.0;
+        s.crash.mode = mode;
+        s.churn =
+            Some(ChurnConfig { replace_per_min: 0.5, start_secs: 20.0, graceful_fraction: 0.0, ..Default::default() });
+        let mut sim = Simulation::new(s).unwrap();
+        sim.record_events();
+        sim.run();
+        let failures: Vec<_> = sim
+            .event_log()
+            .iter()
+            .filter_map(|(_, _, e)| match e {
+                Event::DialFailed { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect();
+        assert!(failures.contains(&expect), "{mode:?}: no {expect:?} among {failures:?}");
+    }
+}
+
+#[test]
+fn a_flood_sent_by_hand_is_scored_like_a_publishers() {
+    let mut sim = Simulation::new(quiet(15)).unwrap();
+    sim.run_until(Duration::from_secs(30));
+    assert!(sim.send_from(3, Bytes::from_static(b"hello")).is_some());
+    sim.run_until(Duration::from_secs(60));
+    let r = sim.report();
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!((r.messages[0].eligible, r.messages[0].delivered), (14, 14));
+}

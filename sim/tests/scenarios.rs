@@ -1,0 +1,152 @@
+//! The shipped scenarios (shortened where debug-build test time demands it) behave as the
+//! protocol promises: full delivery in steady state and under churn, bounded degrees, and a
+//! partition that splits the mesh in two and heals by the core's mesh refresh.
+
+use peerchannel_sim::scenario::CrashMode;
+use peerchannel_sim::{Report, Scenario, Simulation};
+
+fn built_in(name: &str) -> Scenario {
+    Scenario::built_in(name).unwrap_or_else(|| panic!("built-in scenario {name} missing"))
+}
+
+fn run(s: Scenario) -> (Report, Simulation) {
+    let mut sim = Simulation::new(s).unwrap();
+    let r = sim.run();
+    sim.check_invariants().unwrap();
+    (r, sim)
+}
+
+#[test]
+fn steady_1k_delivers_every_message_everywhere_and_keeps_degrees_in_bounds() {
+    let mut s = built_in("steady-1k");
+    s.duration_secs = 100.0;
+    s.publish.start_secs = 30.0;
+    let (r, sim) = run(s);
+    let cfg = sim.node(sim.live_nodes()[0]).unwrap().config().clone();
+    assert!(r.delivery.scored >= 55, "scored {}", r.delivery.scored);
+    for m in &r.messages {
+        assert_eq!(m.eligible, 999, "message at {} s: every other node is eligible", m.t);
+        assert_eq!(m.reliability, 1.0, "message at {} s reached {} of {}", m.t, m.delivered, m.eligible);
+    }
+    assert!(r.misses.is_empty());
+    // Converged: all joined by 20 s; give the maintainer's first round (10 s + 10%) to grow
+    // everyone to `min`. From then on no node exceeds `max`, and a node pruned below `min` by
+    // its peers (NotUsefulNeighbor) repairs at once: one dial and handshake, or a refused dial
+    // and the repair retry (1 s). Samples may catch such a dip, so dips are timed instead.
+    let converged = 35.0;
+    let samples: Vec<_> = r.samples.iter().filter(|s| s.t >= converged).collect();
+    assert!(samples.len() >= 10);
+    for s in samples {
+        assert_eq!(s.joined, 1000, "at {} s", s.t);
+        assert_eq!(s.components, 1, "at {} s", s.t);
+        assert!(s.degree_max <= cfg.max_neighbors, "at {} s degree {} > max", s.t, s.degree_max);
+        assert!(s.degree_min + 1 >= cfg.min_neighbors, "at {} s a node has degree {}", s.t, s.degree_min);
+    }
+    let repair = cfg.repair_retry_interval.as_secs_f64() + 1.0;
+    for d in r.dips.list.iter().filter(|d| d.t >= converged) {
+        assert!(d.secs <= repair, "node {} was below min for {} s from {} s", d.node, d.secs, d.t);
+    }
+    assert_eq!(r.dips.open_at_end, 0);
+    let at_end: usize = r.degree_histogram.iter().sum();
+    assert_eq!(at_end, 1000);
+    assert!(r.degree_histogram[..cfg.min_neighbors].iter().all(|n| *n == 0));
+}
+
+/// churn-1k with crashes that reset their connections (the crashed process's OS answers with
+/// RST): every node that stayed joined for a message's whole window gets it, and the mesh never
+/// splits.
+#[test]
+fn churn_1k_with_reset_crashes_delivers_to_every_node_joined_for_the_whole_window() {
+    let mut s = built_in("churn-1k");
+    s.duration_secs = 150.0;
+    s.churn.as_mut().unwrap().start_secs = 40.0;
+    s.crash.mode = CrashMode::Reset;
+    let (r, _) = run(s);
+    assert!(r.crashes + r.leaves >= 120, "only {} departures", r.crashes + r.leaves);
+    assert!(r.crashes > 0 && r.leaves > 0);
+    assert!(r.delivery.scored >= 100);
+    assert!(r.misses.is_empty(), "misses: {:?}", &r.misses[..r.misses.len().min(10)]);
+    assert_eq!(r.delivery.reliability_min, 1.0);
+    for s in r.samples.iter().filter(|s| s.t >= 25.0) {
+        assert_eq!(s.components, 1, "split at {} s", s.t);
+    }
+}
+
+/// churn-1k as shipped (half the departures crash silently): the mesh may split for a moment
+/// when a node's last live neighbor vanishes, but never for longer than the time the core's
+/// defaults take to notice a dead neighbor (idle timeout, 15 s) plus one dial that hangs on a
+/// dead host (connect timeout, 10 s).
+#[test]
+fn churn_1k_with_silent_crashes_has_no_split_longer_than_detection_plus_one_dial() {
+    let mut s = built_in("churn-1k");
+    s.duration_secs = 150.0;
+    s.churn.as_mut().unwrap().start_secs = 40.0;
+    s.metrics.sample_secs = 1.0;
+    let (r, sim) = run(s);
+    let cfg = sim.node(sim.live_nodes()[0]).unwrap().config().clone();
+    let bound = (cfg.idle_timeout + cfg.connect_timeout).as_secs_f64();
+    let mut split_since: Option<f64> = None;
+    let mut longest = 0.0f64;
+    for s in r.samples.iter().filter(|s| s.t >= 25.0) {
+        if s.components > 1 {
+            let since = *split_since.get_or_insert(s.t);
+            longest = longest.max(s.t - since + 1.0);
+        } else {
+            split_since = None;
+        }
+    }
+    assert!(longest <= bound, "a split lasted {longest} s, more than {bound} s");
+    assert!(r.delivery.reliability_mean > 0.999, "mean reliability {}", r.delivery.reliability_mean);
+}
+
+/// Known core issue (see the simulator's report): with silent crashes, a node whose neighbors
+/// are pruned by their other ends (NotUsefulNeighbor) can be left with a single neighbor that
+/// has already died silently, and misses floods until its idle timeout fires.
+/// Reproduce: `cargo run --release -p peerchannel-sim -- --scenario churn-1k` (seed 1):
+/// reliability min 0.998 (nodes 1077, 310, 539).
+#[test]
+#[ignore = "core issue: silent crashes plus peer pruning isolate nodes for up to the idle timeout"]
+fn churn_1k_with_silent_crashes_delivers_to_every_node_joined_for_the_whole_window() {
+    let (r, _) = run(built_in("churn-1k"));
+    assert!(r.misses.is_empty(), "misses: {:?}", &r.misses[..r.misses.len().min(10)]);
+}
+
+#[test]
+fn partition_splits_the_mesh_in_two_and_the_refresh_merges_it_after_the_heal() {
+    let s = built_in("partition-heal");
+    let p = s.partition[0].clone();
+    let (r, sim) = run(s);
+    let cfg = sim.node(sim.live_nodes()[0]).unwrap().config().clone();
+    let (cut, heal) = (p.at_secs, p.at_secs + p.duration_secs);
+    // Cross links die by the idle timeout; nodes left alone repair within their side, with
+    // dials across the cut hanging for the connect timeout: allow both, twice over.
+    let settled = cut + 2.0 * (cfg.idle_timeout + cfg.connect_timeout).as_secs_f64();
+    let during: Vec<_> = r.samples.iter().filter(|s| s.t >= settled && s.t < heal).collect();
+    assert!(during.len() >= 5);
+    // The two sides form two components. A node that its peers pruned may be alone for a
+    // while (its resolver answers point across the cut half the time, and those dials hang):
+    // such nodes are counted as `isolated` and are the subject of the dips metric, not of
+    // the cut.
+    for s in &during {
+        assert_eq!(s.components - s.isolated, 2, "at {} s during the cut: {s:?}", s.t);
+        assert!(s.second_component >= 450 && s.largest_component <= 550, "at {} s: {s:?}", s.t);
+    }
+    // After the heal, the mesh refresh (every refresh_interval plus up to 50% jitter, on every
+    // node) resolves random members and adds a link; a dial may hang for the connect timeout.
+    let refresh = cfg.refresh_interval.expect("refresh enabled by default").as_secs_f64();
+    let bound = 1.5 * refresh + cfg.connect_timeout.as_secs_f64();
+    let merged_at =
+        r.samples.iter().find(|s| s.t >= heal && s.components == 1).map(|s| s.t).expect("the mesh never merged");
+    assert!(merged_at - heal <= bound, "merged {} s after the heal, bound {bound} s", merged_at - heal);
+    for s in r.samples.iter().filter(|s| s.t >= heal + bound) {
+        assert_eq!(s.components, 1, "split again at {} s", s.t);
+    }
+    let after: Vec<_> = r.messages.iter().filter(|m| m.t >= heal + bound).collect();
+    assert!(after.len() >= 30);
+    for m in after {
+        assert_eq!(m.reliability, 1.0, "message at {} s after the heal reached {} of {}", m.t, m.delivered, m.eligible);
+    }
+    // During the cut, a message cannot reach the other side.
+    let cut_msgs: Vec<_> = r.messages.iter().filter(|m| m.t >= settled && m.t + 10.0 < heal).collect();
+    assert!(cut_msgs.iter().all(|m| m.reliability < 0.7));
+}
