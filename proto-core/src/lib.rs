@@ -46,6 +46,7 @@ mod timers;
 pub mod flood;
 pub mod link;
 pub mod mesh;
+pub mod resolver;
 pub mod uri;
 pub mod wire;
 
