@@ -108,7 +108,9 @@ impl Registry {
     /// An empty registry. `secret` keys registration IDs: draw it from the OS in a service,
     /// fix it in tests and simulations.
     pub fn new(cfg: RegistryConfig, secret: [u8; 32]) -> Self {
-        let seed = u64::from_le_bytes([secret[0], secret[1], secret[2], secret[3], secret[4], secret[5], secret[6], secret[7]]);
+        let seed = u64::from_le_bytes([
+            secret[0], secret[1], secret[2], secret[3], secret[4], secret[5], secret[6], secret[7],
+        ]);
         Registry {
             cfg,
             records: BTreeMap::new(),
@@ -198,7 +200,13 @@ impl Registry {
     }
 
     /// Extends a record's life. Only its holder (same client, same mesh) can.
-    pub fn refresh(&mut self, now: Instant, client: ClientId, mesh: &MeshId, id: RegistrationId) -> Result<Duration, RegistryError> {
+    pub fn refresh(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        mesh: &MeshId,
+        id: RegistrationId,
+    ) -> Result<Duration, RegistryError> {
         self.expire(now);
         let lifetime = self.cfg.lifetime;
         match self.records.get_mut(&id) {
@@ -213,7 +221,13 @@ impl Registry {
     }
 
     /// Removes a record. Only its holder can.
-    pub fn unregister(&mut self, now: Instant, client: ClientId, mesh: &MeshId, id: RegistrationId) -> Result<(), RegistryError> {
+    pub fn unregister(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        mesh: &MeshId,
+        id: RegistrationId,
+    ) -> Result<(), RegistryError> {
         self.expire(now);
         match self.records.get(&id) {
             Some(r) if r.client == client && r.mesh == *mesh => {
@@ -226,7 +240,13 @@ impl Registry {
 
     /// Up to `max` (and at most `max_resolve`) distinct live records of `mesh`, chosen at
     /// random without replacement, never one of `client`'s own. Each record is its address list.
-    pub fn resolve(&mut self, now: Instant, client: ClientId, mesh: &MeshId, max: usize) -> Vec<SmallVec<[SocketAddr; 2]>> {
+    pub fn resolve(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        mesh: &MeshId,
+        max: usize,
+    ) -> Vec<SmallVec<[SocketAddr; 2]>> {
         self.expire(now);
         let k = max.min(self.cfg.max_resolve);
         let Some(list) = self.meshes.get(mesh) else { return Vec::new() };
@@ -452,7 +472,10 @@ mod tests {
             r.register(T0, ip(1), client(1), &mesh("b"), &[addr(1), addr(2), addr(3)]),
             Err(RegistryError::TooManyAddresses)
         );
-        assert_eq!(r.register(T0, ip(1), client(1), &mesh("b"), &["0.0.0.0:1".parse().unwrap()]), Err(RegistryError::NoAddresses));
+        assert_eq!(
+            r.register(T0, ip(1), client(1), &mesh("b"), &["0.0.0.0:1".parse().unwrap()]),
+            Err(RegistryError::NoAddresses)
+        );
         r.check_invariants().unwrap();
     }
 
@@ -475,7 +498,8 @@ mod tests {
         let mut r = Registry::new(RegistryConfig::default(), [7; 32]);
         let m = mesh("big");
         for i in 0..2000u16 {
-            r.register(T0, IpAddr::from([10, 1, (i >> 8) as u8, i as u8]), client((i % 250) as u8), &m, &[addr(i)]).unwrap();
+            r.register(T0, IpAddr::from([10, 1, (i >> 8) as u8, i as u8]), client((i % 250) as u8), &m, &[addr(i)])
+                .unwrap();
         }
         let got = r.resolve(T0, client(0), &m, 10);
         assert_eq!(got.len(), 10);

@@ -106,7 +106,7 @@ pub fn encode_forward_head(frame_len: usize, hops_left: u8, out: &mut BytesMut) 
     out.put_u8(hops_left);
 }
 
-fn put_addr(out: &mut BytesMut, a: &SocketAddr) {
+pub(crate) fn put_addr(out: &mut BytesMut, a: &SocketAddr) {
     match a.ip() {
         IpAddr::V4(ip) => {
             out.put_u8(4);

@@ -8,8 +8,9 @@ mod encode;
 mod error;
 mod frame;
 
-pub(crate) use decode::announced_len;
+pub(crate) use decode::{announced_len, Reader};
 pub use decode::{decode_frame, split_frame};
+pub(crate) use encode::put_addr;
 pub use encode::{encode_control, encode_flood, encode_flood_header, encode_forward_head};
 pub use error::DecodeError;
 pub use frame::{Connect, Disconnect, Flood, Frame, FrameType, Hello, LinkUtilityReport, Referral, Refuse, Welcome};
