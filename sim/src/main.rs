@@ -173,6 +173,14 @@ fn print_summary(sc: &Scenario, r: &Report, s: &Speed) {
     let hist: Vec<String> =
         r.degree_histogram.iter().enumerate().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}:{n}")).collect();
     println!("            degree histogram (degree:nodes) {}", hist.join(" "));
+    println!(
+        "            below min_neighbors: {} dips after reaching it (longest {:.2} s), {} while joining (longest {:.2} s), {} at end",
+        r.dips.after_join,
+        r.dips.longest_after_join_s,
+        r.dips.count - r.dips.after_join,
+        r.dips.longest_s,
+        r.dips.open_at_end
+    );
     let t = &r.traffic;
     let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 };
     println!(
@@ -196,8 +204,9 @@ fn print_summary(sc: &Scenario, r: &Report, s: &Speed) {
         }
     }
     println!(
-        "  engine    {} events in {:.2} s wall: {:.2} M events/s, {:.1} sim-s per wall-s, peak memory {}",
+        "  engine    {} events ({} stale timer entries) in {:.2} s wall: {:.2} M events/s, {:.1} sim-s per wall-s, peak memory {}",
         r.events,
+        r.stale_timer_events,
         s.wall_s,
         s.events_per_s / 1e6,
         s.sim_s_per_wall_s,

@@ -360,8 +360,10 @@ pub struct Report {
     pub latency_cdf_ms: Vec<f64>,
     /// Byte and frame counters.
     pub traffic: Traffic,
-    /// Events processed.
+    /// Events processed (popped from the queue).
     pub events: u64,
+    /// Of those, timer entries skipped because their node had re-armed its deadline since.
+    pub stale_timer_events: u64,
     /// Hash of every output of every node (with its time and node).
     pub trace_hash: String,
     /// Hash of every delivery (node, message, time).

@@ -521,6 +521,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("README has a toml example") + 8;
+        let len = readme[start..].find("```").expect("closed block");
+        let s = Scenario::from_toml(&readme[start..start + len]).unwrap();
+        assert_eq!(s.mass_failure.len(), 1);
+        assert_eq!(s.core.max_neighbors, Some(9));
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let mut s = Scenario { churn: Some(ChurnConfig::default()), ..Scenario::default() };
         s.partition.push(Partition { at_secs: 10.0, duration_secs: 5.0, fraction: 0.5 });
