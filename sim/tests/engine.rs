@@ -167,3 +167,39 @@ fn a_flood_sent_by_hand_is_scored_like_a_publishers() {
     assert_eq!(r.messages.len(), 1);
     assert_eq!((r.messages[0].eligible, r.messages[0].delivered), (14, 14));
 }
+
+/// A restart brings a new node (new seed, new NodeId) up on the departed node's host and
+/// address.
+#[test]
+fn restarts_reuse_the_address_with_a_new_node_id() {
+    let mut s = quiet(30);
+    s.duration_secs = 90.0;
+    s.churn = Some(ChurnConfig {
+        replace_per_min: 0.5,
+        start_secs: 20.0,
+        replacement: peerchannel_sim::scenario::Replacement::Restart,
+        restart_delay_secs: 1.0,
+        ..Default::default()
+    });
+    let mut sim = Simulation::new(s).unwrap();
+    sim.run_until(Duration::from_secs(3)); // all 30 have started (they join over 2 s)
+    let first: Vec<_> = sim.live_nodes();
+    assert_eq!(first.len(), 30);
+    let initial: std::collections::BTreeMap<_, _> =
+        first.iter().map(|i| (sim.node(*i).unwrap().config().listen_addrs[0], sim.node(*i).unwrap().id())).collect();
+    let r = sim.run();
+    assert!(r.nodes_created >= 45, "{} nodes created", r.nodes_created);
+    let mut restarted = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for i in sim.live_nodes() {
+        let node = sim.node(i).unwrap();
+        let addr = node.config().listen_addrs[0];
+        let old = initial.get(&addr).expect("a restart never uses a new host");
+        assert!(ids.insert(node.id()), "NodeIds are unique");
+        if *old != node.id() {
+            restarted += 1;
+        }
+    }
+    assert!(restarted >= 10, "only {restarted} restarted nodes are alive");
+    assert_eq!(sim.live_nodes().len(), 30);
+}

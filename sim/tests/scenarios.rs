@@ -99,11 +99,13 @@ fn churn_1k_with_silent_crashes_has_no_split_longer_than_detection_plus_one_dial
     assert!(r.delivery.reliability_mean > 0.999, "mean reliability {}", r.delivery.reliability_mean);
 }
 
-/// Known core issue (see the simulator's report): with silent crashes, a node whose neighbors
-/// are pruned by their other ends (NotUsefulNeighbor) can be left with a single neighbor that
-/// has already died silently, and misses floods until its idle timeout fires.
-/// Reproduce: `cargo run --release -p peerchannel-sim -- --scenario churn-1k` (seed 1):
-/// reliability min 0.998 (nodes 1077, 310, 539).
+/// Known core issue (see the simulator's report): with silent crashes, a node can be left with
+/// a single neighbor that has already died silently, and then misses floods until its idle
+/// timeout (15 s) fires. Two ways in: a joining node whose further dials hang for the connect
+/// timeout (10 s) on crashed members that still linger in the resolver, so it sits at one
+/// neighbor; and a node whose peers prune it (NotUsefulNeighbor) below `min`.
+/// Reproduce: `cargo run --release -p peerchannel-sim -- --scenario churn-1k --out out` (seed 1)
+/// and read `misses` and `dips.list` in out/report.json.
 #[test]
 #[ignore = "core issue: silent crashes plus peer pruning isolate nodes for up to the idle timeout"]
 fn churn_1k_with_silent_crashes_delivers_to_every_node_joined_for_the_whole_window() {
