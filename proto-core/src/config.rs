@@ -37,6 +37,11 @@ pub struct Config {
     pub ideal_neighbors: usize,
     /// Connects beyond this many are refused with NodeBusy. Default 7 (the original's).
     pub max_neighbors: usize,
+    /// Periodic maintenance prunes only above `ideal_neighbors + prune_slack`. Default 1. With
+    /// no slack (the original's rule) a node one below ideal dials a node at ideal, which prunes
+    /// back to ideal and leaves another node one below: the gap wanders through the mesh
+    /// forever, and every step is a link torn down under traffic.
+    pub prune_slack: usize,
     /// Referrals sent in a Welcome, Refuse or Disconnect. Default 10, the protocol's maximum.
     pub max_referrals: usize,
     /// Addresses kept for later dialing. Default 50 (the original's).
@@ -97,6 +102,12 @@ pub struct Config {
     /// Most message IDs remembered; when full the oldest go early (counted). Default 262,144
     /// (about 5 MiB at most).
     pub seen_capacity: usize,
+    /// How far back a node offers recent floods to a new neighbor (Digest, then Want): a node
+    /// that was cut off for less than this, or two parts of a mesh that merge, catch up on what
+    /// they missed. `None` disables recovery. Default 30 s.
+    pub recovery_window: Option<Duration>,
+    /// Bytes of recent flood frames kept for recovery at most. Default 4 MiB.
+    pub recovery_store_bytes: usize,
     /// Bytes queued per link before a forwarded flood evicts the neighbor as NodeTooSlow and a
     /// local send is refused with `SendError::Busy`. Default 256 KiB.
     pub link_queue_bytes: usize,
@@ -114,6 +125,7 @@ impl Config {
             min_neighbors: 2,
             ideal_neighbors: 3,
             max_neighbors: 7,
+            prune_slack: 1,
             max_referrals: 10,
             referral_cache_size: 50,
             resolve_max_addresses: 3,
@@ -135,6 +147,8 @@ impl Config {
             seen_ttl: Duration::from_secs(60),
             seen_capacity: 1 << 18,
             link_queue_bytes: 256 * 1024,
+            recovery_window: Some(Duration::from_secs(30)),
+            recovery_store_bytes: 4 * 1024 * 1024,
         }
     }
 
@@ -186,7 +200,7 @@ impl Config {
                 return Err(ConfigError::ZeroDuration);
             }
         }
-        if self.refresh_interval.is_some_and(|d| d.is_zero()) {
+        if self.refresh_interval.is_some_and(|d| d.is_zero()) || self.recovery_window.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::ZeroDuration);
         }
         Ok(())

@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use crate::config::Config;
 use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
-use crate::flood::{forward_hops, SeenCache};
+use crate::flood::{forward_hops, RecentStore, SeenCache};
 use crate::id::{LinkId, MessageId, NodeId};
 use crate::link::{Link, LinkMap, LinkState, Role};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
@@ -76,6 +76,8 @@ pub struct Node {
     /// When a repair retry is armed.
     repair_at: Option<Instant>,
     seen: SeenCache,
+    /// Recent floods offered to new neighbors (None when recovery is off).
+    recent: Option<RecentStore>,
     channels: BTreeMap<Box<[u8]>, ChannelPath>,
     outputs: VecDeque<Output>,
     scratch: BytesMut,
@@ -103,6 +105,7 @@ impl Node {
         let key = [rng.next_u64(), rng.next_u64()];
         Ok(Node {
             seen: SeenCache::new(config.seen_ttl, config.seen_capacity, key, now),
+            recent: config.recovery_window.map(|w| RecentStore::new(w, config.recovery_store_bytes)),
             maintainer: Maintainer::new(config.referral_cache_size, now),
             target: config.min_neighbors,
             max_frame: wire::max_frame_len(config.max_message_size),
@@ -216,6 +219,9 @@ impl Node {
         let h = self.cfg.hop_limit;
         wire::encode_flood_header(h, h, &id.0, self.id.get(), path.as_bytes(), payload.len(), &mut self.scratch);
         let header = self.scratch.split().freeze();
+        if let Some(store) = &mut self.recent {
+            store.record(now, id, &[&header, &payload]);
+        }
         self.queue_to_all(now, None, header, payload);
         self.stats.floods_sent += 1;
         Ok(id)
@@ -432,7 +438,7 @@ impl Node {
         self.maintainer.resolve_attempts = 0;
         self.seen.rotate(now);
         // Prune above ideal, least useful first; only links whose utility is known qualify.
-        while self.neighbor_count() > self.cfg.ideal_neighbors {
+        while self.neighbor_count() > self.cfg.ideal_neighbors + self.cfg.prune_slack {
             let candidates = self
                 .links
                 .values()
@@ -702,6 +708,18 @@ impl Node {
                     }
                 }
             }
+            (LinkState::Connected, Frame::Digest(ids)) if !link.digest_received && self.recent.is_some() => {
+                link.digest_received = true;
+                let missing: Vec<_> = ids.into_iter().filter(|i| !self.seen.contains(i)).collect();
+                if !missing.is_empty() {
+                    self.stats.recovery_wanted += missing.len() as u64;
+                    self.queue_control(id, &Frame::Want(missing));
+                }
+            }
+            (LinkState::Connected, Frame::Want(ids)) if link.digest_sent && !link.want_received => {
+                link.want_received = true;
+                self.resend_recent(now, id, &ids);
+            }
             (LinkState::Connected, Frame::LinkUtility(r)) => {
                 if link.utility.on_report(r).is_err() {
                     self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
@@ -751,6 +769,7 @@ impl Node {
             let referrals = self.referrals_for(id);
             self.queue_control(id, &Frame::Welcome(Welcome { node: self.id, referrals }));
         }
+        self.offer_recent(now, id);
         self.maintainer.resolve_attempts = 0;
         self.stats.neighbors_up += 1;
         if let Some(node) = node {
@@ -758,6 +777,36 @@ impl Node {
         }
         self.update_online();
         self.rearm_link(id);
+    }
+
+    /// Recovery, first half: tell a new neighbor which recent floods this node can resend.
+    fn offer_recent(&mut self, now: Instant, id: LinkId) {
+        let Some(store) = &mut self.recent else { return };
+        let ids = store.digest(now, wire::MAX_ID_LIST);
+        if ids.is_empty() {
+            return;
+        }
+        if let Some(link) = self.links.get_mut(&id) {
+            link.digest_sent = true;
+        }
+        self.queue_control(id, &Frame::Digest(ids));
+    }
+
+    /// Recovery, second half: resend the stored floods a neighbor asked for, as far as its
+    /// queue allows (they travel as ordinary floods: the neighbor dedups, delivers, forwards).
+    fn resend_recent(&mut self, now: Instant, id: LinkId, ids: &[crate::id::MessageId]) {
+        let Some(store) = &mut self.recent else { return };
+        let frames = store.frames_for(now, ids);
+        let limit = self.cfg.link_queue_bytes;
+        let Some(link) = self.links.get_mut(&id) else { return };
+        for f in frames {
+            if !link.queue.has_room(f.len(), limit) {
+                break;
+            }
+            link.utility.on_sent();
+            self.stats.recovery_resent += 1;
+            push_chunks(link, [f], now, &mut self.outputs);
+        }
     }
 
     fn learn_referrals(&mut self, referrals: &[Referral]) {
@@ -1000,6 +1049,9 @@ impl Node {
             Some(h) => {
                 wire::encode_forward_head(raw.len(), h, &mut self.scratch);
                 let head = self.scratch.split().freeze();
+                if let Some(store) = &mut self.recent {
+                    store.record(now, f.id, &[&head, &raw[2..]]);
+                }
                 // The received frame from its hop limit on, unchanged and uncopied.
                 self.queue_to_all(now, Some(from), head, raw.slice(2..));
             }

@@ -52,6 +52,10 @@ pub struct Stats {
     /// Referrals ignored: this node, unroutable addresses (unspecified, multicast, broadcast,
     /// port 0).
     pub referrals_rejected: u64,
+    /// Recovery: message IDs asked of new neighbors (missed while cut off).
+    pub recovery_wanted: u64,
+    /// Recovery: stored floods resent to new neighbors that asked.
+    pub recovery_resent: u64,
     /// Local sends refused because a neighbor's queue was full.
     pub send_busy: u64,
     /// Resolver requests made.

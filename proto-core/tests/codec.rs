@@ -32,6 +32,8 @@ fn sample_frames() -> Vec<Frame> {
         Frame::Disconnect(Disconnect { reason: CloseReason::NotUsefulNeighbor, referrals: refs }),
         Frame::LinkUtility(LinkUtilityReport { useful: 3, total: 32 }),
         Frame::Ping(0xDEAD_BEEF),
+        Frame::Digest(vec![MessageId([1; 16]), MessageId([2; 16])]),
+        Frame::Want(vec![]),
         Frame::Pong(0),
         Frame::Flood(Flood {
             hops_left: 5,
@@ -164,6 +166,8 @@ fn every_decode_error_is_reachable() {
         (raw(&flood_head(6, 5, b"/")), DecodeError::BadHops { hops_left: 6, hop_limit: 5 }),
         (raw(&flood_head(1, 1, b"/")[..20]), DecodeError::Truncated),
         (raw(&[0x06, 0, 0, 0, 5, 0, 0, 0, 4]), DecodeError::UsefulAboveTotal),
+        (raw(&[0x0A, 1, 1]), DecodeError::TooManyIds(257)),
+        (raw(&[0x09, 0, 2, 1, 2, 3]), DecodeError::Truncated),
     ];
     for (wire, want) in cases {
         assert_eq!(decode_one(&wire), Err(want.clone()), "wire {wire:?}");
@@ -208,7 +212,7 @@ proptest! {
 
     /// Valid frames with mutated bytes decode to something or fail with a typed error.
     #[test]
-    fn mutated_frames_never_panic(idx in 0usize..12, pos in any::<usize>(), val in any::<u8>()) {
+    fn mutated_frames_never_panic(idx in 0usize..14, pos in any::<usize>(), val in any::<u8>()) {
         let frames = sample_frames();
         let mut wire = encode(&frames[idx % frames.len()]).to_vec();
         let p = pos % wire.len();

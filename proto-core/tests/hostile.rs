@@ -147,6 +147,9 @@ fn hostile_frames_close_only_the_offending_link() {
     let secure_hello =
         frame(&Frame::Hello(Hello { version: VERSION, security: 1, mesh: MeshId::new("soccerpals").unwrap() }));
     let welcome = frame(&Frame::Welcome(Welcome { node: nid(HOSTILE), referrals: vec![] }));
+    let mut too_many_ids = vec![0x09, 1, 1];
+    too_many_ids.extend(std::iter::repeat_n(7u8, 16 * 257));
+    let too_many_ids = raw(&too_many_ids);
     let refuse = frame(&Frame::Refuse(Refuse { reason: CloseReason::NodeBusy, referrals: vec![] }));
 
     use CloseReason::*;
@@ -197,6 +200,20 @@ fn hostile_frames_close_only_the_offending_link() {
         ("too many referrals", Phase::Connected, raw(&too_many_refs), ProtocolViolation),
         ("unknown reason code", Phase::Connected, raw(&[0x05, 99, 0]), ProtocolViolation),
         ("Refuse after connected", Phase::Connected, refuse, ProtocolViolation),
+        (
+            "Want for floods never offered",
+            Phase::Connected,
+            frame(&Frame::Want(vec![MessageId([1; 16])])),
+            ProtocolViolation,
+        ),
+        (
+            "second Digest",
+            Phase::Connected,
+            cat(&[frame(&Frame::Digest(vec![MessageId([1; 16])])), frame(&Frame::Digest(vec![]))]),
+            ProtocolViolation,
+        ),
+        ("too many IDs in a Digest", Phase::Connected, too_many_ids, ProtocolViolation),
+        ("Digest before the handshake", Phase::AfterHello, frame(&Frame::Digest(vec![])), ProtocolViolation),
     ];
     assert!(cases.len() >= 20);
     for (i, (name, phase, bytes, want)) in cases.into_iter().enumerate() {

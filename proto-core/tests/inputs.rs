@@ -39,6 +39,8 @@ enum FrameKind {
     Utility(u32, u32),
     Ping(u64),
     Flood(u8, u8, u8, bool),
+    Digest(Vec<u8>),
+    Want(Vec<u8>),
 }
 
 fn frame_kind() -> impl Strategy<Value = FrameKind> {
@@ -51,6 +53,8 @@ fn frame_kind() -> impl Strategy<Value = FrameKind> {
         1 => (0u32..40, 0u32..40).prop_map(|(a, b)| FrameKind::Utility(a, b)),
         1 => any::<u64>().prop_map(FrameKind::Ping),
         6 => (any::<u8>(), 0u8..4, 0u8..6, any::<bool>()).prop_map(|(id, h, l, chat)| FrameKind::Flood(id, h, l, chat)),
+        1 => proptest::collection::vec(any::<u8>(), 0..5).prop_map(FrameKind::Digest),
+        1 => proptest::collection::vec(any::<u8>(), 0..5).prop_map(FrameKind::Want),
     ]
 }
 
@@ -91,6 +95,8 @@ fn encode_kind(k: &FrameKind) -> Bytes {
         }),
         FrameKind::Utility(a, b) => Frame::LinkUtility(LinkUtilityReport { useful: a.min(b), total: b }),
         FrameKind::Ping(n) => Frame::Ping(n),
+        FrameKind::Digest(ref ids) => Frame::Digest(ids.iter().map(|i| MessageId([*i; 16])).collect()),
+        FrameKind::Want(ref ids) => Frame::Want(ids.iter().map(|i| MessageId([*i; 16])).collect()),
         FrameKind::Flood(id, hops, extra, chat) => {
             let h = hops.max(1);
             encode_flood_header(h, h + extra, &[id; 16], 99, if chat { b"/chat" } else { b"/other" }, 3, &mut out);

@@ -106,3 +106,44 @@ fn same_seed_same_outputs_different_seed_different_outputs() {
     assert_eq!(a, b);
     assert_ne!(a, run(12));
 }
+
+#[test]
+fn a_node_cut_off_catches_up_on_what_it_missed() {
+    let mut net = converged(30, 6);
+    let x = 5;
+    let cut: Vec<usize> = {
+        let ids: Vec<_> = net.node(x).neighbors().iter().map(|n| n.node).collect();
+        (0..30).filter(|i| *i != x && ids.contains(&net.node(*i).id())).collect()
+    };
+    assert!(!cut.is_empty());
+    for i in &cut {
+        net.crash(*i);
+    }
+    // While x is alone, the rest of the mesh keeps talking.
+    let origin = net.alive().into_iter().find(|i| *i != x).unwrap();
+    let sent: Vec<_> = (0..3).map(|k| net.send(origin, format!("while cut off {k}").as_bytes())).collect();
+    net.run_for(Duration::from_secs(20));
+    assert!(net.node(x).neighbor_count() >= 2, "x did not repair");
+    for id in sent {
+        assert_eq!(net.deliveries.get(&(x, id)), Some(&1), "x missed a message sent while it was cut off");
+        let (got, most) = net.delivery_of(id, origin);
+        assert_eq!((got, most), (net.alive().len() - 1, 1));
+    }
+    assert!(net.node(x).stats().recovery_wanted > 0);
+}
+
+#[test]
+fn without_recovery_a_cut_off_node_misses_those_messages() {
+    let mut net = Net::new(30, 6, |c| c.recovery_window = None);
+    net.open_all(Duration::from_millis(20));
+    net.run_for(Duration::from_secs(60));
+    let x = 5;
+    let ids: Vec<_> = net.node(x).neighbors().iter().map(|n| n.node).collect();
+    for i in (0..30).filter(|i| *i != x && ids.contains(&net.node(*i).id())).collect::<Vec<_>>() {
+        net.crash(i);
+    }
+    let origin = net.alive().into_iter().find(|i| *i != x).unwrap();
+    let id = net.send(origin, b"lost");
+    net.run_for(Duration::from_secs(20));
+    assert_eq!(net.deliveries.get(&(x, id)), None);
+}

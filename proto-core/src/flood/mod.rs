@@ -1,7 +1,9 @@
 //! Flooding: duplicate suppression and the forwarding rule.
 
+mod recent;
 mod seen;
 
+pub use recent::RecentStore;
 pub use seen::SeenCache;
 
 /// What to do with a received flood copy.

@@ -120,6 +120,12 @@ pub struct Link {
     pub partial_since: Option<Instant>,
     /// The neighbor's inbound flood allowance (used when a per-neighbor rate is configured).
     pub flood_budget: TokenBucket,
+    /// Recovery: this node offered its recent floods (Digest sent), so one Want may come.
+    pub digest_sent: bool,
+    /// Recovery: the peer's Digest arrived (only one is allowed).
+    pub digest_received: bool,
+    /// Recovery: the peer's Want arrived (only one is allowed).
+    pub want_received: bool,
 }
 
 /// A token bucket refilled at `rate` tokens per second, holding at most one second's worth.
@@ -178,6 +184,9 @@ impl Link {
             connected_at: None,
             partial_since: None,
             flood_budget: TokenBucket::new(),
+            digest_sent: false,
+            digest_received: false,
+            want_received: false,
         }
     }
 

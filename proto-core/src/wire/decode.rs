@@ -4,7 +4,10 @@ use bytes::{Buf, Bytes};
 use smallvec::SmallVec;
 
 use super::frame::*;
-use super::{DecodeError, FLOOD_FIXED, LEN_PREFIX, MAGIC, MAX_ADDRESSES, MAX_CONTROL_FRAME, MAX_REFERRALS, VERSION};
+use super::{
+    DecodeError, FLOOD_FIXED, LEN_PREFIX, MAGIC, MAX_ADDRESSES, MAX_CONTROL_FRAME, MAX_ID_LIST, MAX_ID_LIST_FRAME,
+    MAX_REFERRALS, VERSION,
+};
 use crate::id::{MessageId, NodeId};
 use crate::reason::CloseReason;
 use crate::uri::MeshId;
@@ -36,8 +39,13 @@ pub(crate) fn announced_len(buf: &[u8], max_frame: usize) -> Result<Option<usize
     }
     if let Some(&ty) = buf.get(LEN_PREFIX) {
         let ty = FrameType::from_byte(ty)?;
-        if ty != FrameType::Flood && len > MAX_CONTROL_FRAME {
-            return Err(DecodeError::FrameTooLarge { len, max: MAX_CONTROL_FRAME });
+        let max = match ty {
+            FrameType::Flood => usize::MAX,
+            FrameType::Digest | FrameType::Want => MAX_ID_LIST_FRAME,
+            _ => MAX_CONTROL_FRAME,
+        };
+        if len > max {
+            return Err(DecodeError::FrameTooLarge { len, max });
         }
     }
     Ok(Some(len))
@@ -104,6 +112,8 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
             Frame::LinkUtility(LinkUtilityReport { useful, total })
         }
         FrameType::Ping => Frame::Ping(r.u64()?),
+        FrameType::Digest => Frame::Digest(r.id_list()?),
+        FrameType::Want => Frame::Want(r.id_list()?),
         FrameType::Pong => Frame::Pong(r.u64()?),
         FrameType::Flood => {
             if frame.len() < FLOOD_FIXED {
@@ -178,6 +188,14 @@ impl<'a> Reader<'a> {
             other => return Err(DecodeError::BadAddressFamily(other)),
         };
         Ok(SocketAddr::new(ip, self.u16()?))
+    }
+
+    pub(crate) fn id_list(&mut self) -> Result<Vec<MessageId>, DecodeError> {
+        let n = usize::from(self.u16()?);
+        if n > MAX_ID_LIST {
+            return Err(DecodeError::TooManyIds(n));
+        }
+        (0..n).map(|_| Ok(MessageId(self.array()?))).collect()
     }
 
     pub(crate) fn referrals(&mut self) -> Result<Vec<Referral>, DecodeError> {

@@ -58,6 +58,15 @@ pub fn encode_control(frame: &Frame, out: &mut BytesMut) {
             out.put_u8(FrameType::Pong as u8);
             out.put_u64(*n);
         }
+        Frame::Digest(ids) | Frame::Want(ids) => {
+            let ty = if matches!(frame, Frame::Digest(_)) { FrameType::Digest } else { FrameType::Want };
+            out.put_u8(ty as u8);
+            let ids = &ids[..ids.len().min(super::MAX_ID_LIST)];
+            out.put_u16(ids.len() as u16);
+            for id in ids {
+                out.put_slice(&id.0);
+            }
+        }
         Frame::Flood(f) => {
             out.truncate(start);
             encode_flood(f, out);

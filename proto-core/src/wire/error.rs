@@ -48,6 +48,8 @@ pub enum DecodeError {
     },
     /// A link utility report claiming more useful floods than floods in total.
     UsefulAboveTotal,
+    /// A Digest or Want with more IDs than allowed.
+    TooManyIds(usize),
 }
 
 impl fmt::Display for DecodeError {
@@ -74,6 +76,7 @@ impl fmt::Display for DecodeError {
                 write!(f, "flood with {hops_left} hops left of a limit of {hop_limit}")
             }
             DecodeError::UsefulAboveTotal => write!(f, "link utility report with useful > total"),
+            DecodeError::TooManyIds(n) => write!(f, "{n} message IDs exceed the limit"),
         }
     }
 }

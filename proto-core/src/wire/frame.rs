@@ -27,6 +27,10 @@ pub enum FrameType {
     Ping = 0x07,
     /// Keepalive answer.
     Pong = 0x08,
+    /// IDs of recent floods the sender can resend (sent once, when a link becomes a neighbor).
+    Digest = 0x09,
+    /// IDs from a Digest the sender has not seen and asks to be resent.
+    Want = 0x0A,
     /// A message for every node of the mesh.
     Flood = 0x10,
 }
@@ -43,6 +47,8 @@ impl FrameType {
             0x06 => FrameType::LinkUtility,
             0x07 => FrameType::Ping,
             0x08 => FrameType::Pong,
+            0x09 => FrameType::Digest,
+            0x0A => FrameType::Want,
             0x10 => FrameType::Flood,
             0x20..=0x3f => return Err(super::DecodeError::ReservedFrameType(b)),
             _ => return Err(super::DecodeError::UnknownFrameType(b)),
@@ -168,6 +174,10 @@ pub enum Frame {
     Ping(u64),
     /// Keepalive answer.
     Pong(u64),
+    /// Recent message IDs the sender holds (at most [`MAX_ID_LIST`](super::MAX_ID_LIST)).
+    Digest(Vec<MessageId>),
+    /// Message IDs the sender asks to be resent (at most [`MAX_ID_LIST`](super::MAX_ID_LIST)).
+    Want(Vec<MessageId>),
     /// See [`Flood`].
     Flood(Flood),
 }

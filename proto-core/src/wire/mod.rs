@@ -25,8 +25,12 @@ pub const VERSION: u8 = 1;
 pub const MAX_ADDRESSES: usize = 8;
 /// Most referrals a Welcome, Refuse or Disconnect may carry.
 pub const MAX_REFERRALS: usize = 10;
-/// Largest control frame (everything but Flood), type byte included.
+/// Largest control frame (everything but Flood, Digest and Want), type byte included.
 pub const MAX_CONTROL_FRAME: usize = 512;
+/// Most message IDs in a Digest or Want.
+pub const MAX_ID_LIST: usize = 256;
+/// Largest Digest or Want frame: type, count, IDs.
+pub const MAX_ID_LIST_FRAME: usize = 1 + 2 + 16 * MAX_ID_LIST;
 /// Bytes of a Flood frame before its path: type, hops left, hop limit, id, origin, path length.
 pub const FLOOD_FIXED: usize = 1 + 1 + 1 + 16 + 8 + 2;
 
