@@ -70,8 +70,11 @@ pub struct Config {
     /// Period of maintenance (grow to ideal, prune above ideal). Default 10 s: the original's
     /// 5 minutes left a mesh under-connected for minutes after churn.
     pub maintainer_interval: Duration,
-    /// Delay before retrying while below `min_neighbors` with nothing left to try. Default 1 s.
+    /// While below `min_neighbors`, maintenance runs again this often. Default 1 s.
     pub repair_retry_interval: Duration,
+    /// While below `min_neighbors`, a dial still pending after this long stops holding back
+    /// another candidate (a dead host can take the whole `connect_timeout` to fail). Default 2 s.
+    pub dial_patience: Duration,
     /// Period of the mesh refresh: ask the resolver for a random member and add one link to it
     /// (pruning removes whichever link proves least useful). This lets parts of a mesh that
     /// lost each other, e.g. across a healed partition, merge again. `None` disables it.
@@ -137,6 +140,7 @@ impl Config {
             connect_timeout: Duration::from_secs(10),
             maintainer_interval: Duration::from_secs(10),
             repair_retry_interval: Duration::from_secs(1),
+            dial_patience: Duration::from_secs(2),
             refresh_interval: Some(Duration::from_secs(30)),
             keepalive_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),

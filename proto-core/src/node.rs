@@ -494,8 +494,9 @@ impl Node {
                 self.maintainer.cache.insert(addr, None);
             }
         }
-        let (connected, dialing) = self.counts();
-        if connected < self.cfg.min_neighbors && dialing == 0 && self.maintainer.resolving.is_none() {
+        // Below the minimum, look again soon whatever is in flight: dials may hang on dead
+        // addresses, and a resolve may answer with nothing usable.
+        if self.neighbor_count() < self.cfg.min_neighbors {
             let at = now + self.cfg.repair_retry_interval;
             if self.repair_at.is_none_or(|r| r > at) {
                 self.repair_at = Some(at);
@@ -572,14 +573,22 @@ impl Node {
         self.maintain(now);
     }
 
+    /// Neighbors, and dials that count as in progress. Below `min_neighbors`, a dial pending
+    /// for longer than `dial_patience` no longer holds back another one (a dead address can
+    /// take the whole connect timeout to fail), up to twice `ideal_neighbors` dials at once.
     fn counts(&self) -> (usize, usize) {
         let mut connected = 0;
-        let mut dialing = 0;
+        let mut pending = 0;
+        let mut fresh = 0;
         for l in self.links.values() {
             connected += usize::from(l.is_connected());
-            dialing += usize::from(l.is_pending_dial());
+            if l.is_pending_dial() {
+                pending += 1;
+                fresh += usize::from(self.now < l.created + self.cfg.dial_patience);
+            }
         }
-        (connected, dialing)
+        let impatient = connected < self.cfg.min_neighbors && pending < 2 * self.cfg.ideal_neighbors;
+        (connected, if impatient { fresh } else { pending })
     }
 
     fn dial(&mut self, now: Instant, addr: SocketAddr, node: Option<NodeId>) {

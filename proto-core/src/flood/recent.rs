@@ -11,9 +11,12 @@ use bytes::{Bytes, BytesMut};
 use crate::id::MessageId;
 use crate::time::Instant;
 
-/// Frames are copied into blocks of this size, so storing one costs a memcpy, not an
-/// allocation, and the store never pins a large receive buffer for the sake of a small frame.
-const BLOCK: usize = 256 * 1024;
+/// Frames are copied into shared blocks, so storing one costs a memcpy, not an allocation, and
+/// the store never pins a large receive buffer for the sake of a small frame. Blocks are sized
+/// to a quarter of what the store holds (between these bounds), so a quiet node holds a few
+/// KiB and a busy one allocates rarely.
+const MIN_BLOCK: usize = 4 * 1024;
+const MAX_BLOCK: usize = 256 * 1024;
 
 /// The floods of the last `window`, at most `cap_bytes` of frames.
 #[derive(Debug)]
@@ -39,7 +42,8 @@ impl RecentStore {
             return;
         }
         if self.block.capacity() - self.block.len() < len {
-            self.block = BytesMut::with_capacity(BLOCK.max(len));
+            let size = (self.bytes / 4).clamp(MIN_BLOCK, MAX_BLOCK).max(len);
+            self.block = BytesMut::with_capacity(size);
         }
         for p in parts {
             self.block.extend_from_slice(p);
