@@ -47,6 +47,7 @@ fn report(what: &str, messages: usize, bytes: usize, elapsed: Duration) {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let local: SocketAddr = "127.0.0.1:0".parse()?;
     let bytes = args.size * args.count;
 

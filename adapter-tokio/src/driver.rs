@@ -66,6 +66,7 @@ pub(crate) struct Settings {
     pub(crate) read_chunk: usize,
     pub(crate) open_alone: bool,
     pub(crate) open_timeout: Duration,
+    pub(crate) forward_wait: Duration,
 }
 
 enum TaskDone {
@@ -125,6 +126,10 @@ pub(crate) struct Driver {
     /// Deliveries waiting for room in a full channel queue (reads pause meanwhile).
     stalled: VecDeque<(u64, Message)>,
     stall_deadline: Option<Instant>,
+    /// When reading paused because a neighbor's queue could not take another largest flood.
+    congested_since: Option<Instant>,
+    /// A path for asking the core whether a largest flood would fit every neighbor's queue.
+    probe_path: ChannelPath,
     events: Vec<Arc<Mailbox<Event>>>,
     inputs: VecDeque<Input>,
     timer: Pin<Box<Sleep>>,
@@ -171,6 +176,8 @@ impl Driver {
             paths: BTreeMap::new(),
             stalled: VecDeque::new(),
             stall_deadline: None,
+            congested_since: None,
+            probe_path: ChannelPath::new("/").unwrap_or_else(|_| unreachable!("\"/\" is a valid path")),
             events: Vec::new(),
             inputs: VecDeque::new(),
             timer: Box::pin(tokio::time::sleep_until(now)),
@@ -207,7 +214,7 @@ impl Driver {
             progress |= self.poll_tasks(cx);
             progress |= self.poll_accept(cx);
             progress |= self.poll_stalled(cx);
-            if self.stalled.is_empty() {
+            if self.stalled.is_empty() && !self.forward_congested() {
                 progress |= self.poll_reads(cx);
             }
             progress |= self.poll_sends(cx);
@@ -427,6 +434,25 @@ impl Driver {
             self.stall_deadline = None;
         }
         progress
+    }
+
+    /// Whether to hold off reading because a neighbor's send queue could not take another
+    /// largest flood. Reading on would make the core evict that neighbor (NodeTooSlow) at the
+    /// next forward; pausing instead lets TCP's flow control slow the upstream senders, so a
+    /// neighbor that is slow but alive keeps up. A pause lasts at most `forward_wait`; after
+    /// that the node reads on and the core's eviction bounds memory as usual.
+    fn forward_congested(&mut self) -> bool {
+        let largest = self.node.config().max_message_size + peerchannel_core::uri::MAX_PATH_LEN;
+        if self.settings.forward_wait.is_zero() || self.node.can_send(&self.probe_path, largest) {
+            self.congested_since = None;
+            return false;
+        }
+        let now = Instant::now();
+        let since = *self.congested_since.get_or_insert_with(|| {
+            self.stats.forward_stalls += 1;
+            now
+        });
+        now < since + self.settings.forward_wait
     }
 
     // ----- commands and tasks -------------------------------------------------------------
@@ -844,6 +870,7 @@ impl Driver {
                 }
             };
             consider(self.stall_deadline);
+            consider(self.congested_since.map(|t| t + self.settings.forward_wait));
             for c in self.conns.values() {
                 consider(c.closing);
             }

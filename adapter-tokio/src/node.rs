@@ -54,6 +54,7 @@ pub struct Builder {
     channel_capacity: usize,
     event_capacity: usize,
     deliver_timeout: Duration,
+    forward_wait: Duration,
     write_window: usize,
 }
 
@@ -86,6 +87,7 @@ impl Default for Builder {
             channel_capacity: 1024,
             event_capacity: 1024,
             deliver_timeout: Duration::from_millis(100),
+            forward_wait: Duration::from_millis(250),
             write_window: 64 * 1024,
         }
     }
@@ -178,6 +180,16 @@ impl Builder {
         self
     }
 
+    /// How long the node stops reading from its neighbors while one neighbor's send queue
+    /// cannot take another largest flood. The pause lets TCP flow control slow the upstream
+    /// senders so a neighbor that is slow but alive keeps up instead of being evicted; after
+    /// it the node reads on, and a neighbor whose queue overflows is evicted (NodeTooSlow),
+    /// which bounds memory. Zero never pauses. Default 250 ms.
+    pub fn forward_wait(mut self, wait: Duration) -> Self {
+        self.forward_wait = wait;
+        self
+    }
+
     /// Bytes taken from the core per connection ahead of the socket, written with vectored
     /// writes. Larger batches fewer system calls; the bytes beyond it stay in the core's
     /// bounded queue where backpressure sees them. Default 64 KiB.
@@ -234,6 +246,7 @@ impl Builder {
                 read_chunk: 64 * 1024,
                 open_alone: self.open_alone,
                 open_timeout: self.open_timeout,
+                forward_wait: self.forward_wait,
             },
             listener,
             resolver: self.resolver,

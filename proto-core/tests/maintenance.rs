@@ -34,6 +34,4 @@ fn dials_that_hang_do_not_stall_the_join() {
     }
     assert!(total >= 4, "only {total} dials while the first ones hang");
     assert!(total <= 6, "{total} dials in flight");
-    // Once one candidate answers, the node connects to it.
-    assert!(node.poll_timeout().is_some());
 }
