@@ -39,7 +39,10 @@
 //! - **Sending**: [`Channel::send`] waits while the core reports its outbound budget spent (a
 //!   neighbor's send queue, `Config::link_queue_bytes`, is full). The wait ends as soon as the
 //!   socket drains, or when the core evicts a neighbor that does not read (NodeTooSlow).
-//! - **Forwarding**: bounded by the core: a neighbor whose queue overflows is evicted.
+//! - **Forwarding**: when a neighbor's queue could not take another largest flood, the node
+//!   stops reading from its neighbors for up to [`Builder::forward_wait`], so TCP flow control
+//!   slows the senders upstream and a slow but live neighbor keeps up. A neighbor still not
+//!   draining after that is evicted by the core (NodeTooSlow), which bounds memory.
 //! - **Writing**: at most [`Builder::write_window`] bytes per connection leave the core's queue
 //!   ahead of the socket.
 //! - **Receiving**: each [`Channel`] queues at most [`Builder::channel_capacity`] messages;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peerchannel_tests::{fast_config, handshake_bytes, init_tracing, loopback, start_mesh, wait_until, PATIENCE};
-use peerchannel_tokio::{NodeId, PeerNode};
+use peerchannel_tokio::{CloseReason, NodeId, PeerNode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 
@@ -136,4 +136,66 @@ async fn small_messages_are_batched_into_few_writes() {
         writes * 8 <= MESSAGES as u64,
         "{writes} write calls for {MESSAGES} messages: fewer than 8 messages per write"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_traffic_is_slowed_to_a_slow_reader_instead_of_evicting_it() {
+    init_tracing();
+    // A chain A - B - C: every message from A reaches C through B.
+    let shape = |min, ideal, max| {
+        let mut c = fast_config("chain");
+        c.refresh_interval = None;
+        (c.min_neighbors, c.ideal_neighbors, c.max_neighbors) = (min, ideal, max);
+        c
+    };
+    let patient = Duration::from_secs(10);
+    let a = PeerNode::builder().config(shape(1, 1, 1)).listen(loopback()).open_alone().open().await.unwrap();
+    let b = PeerNode::builder()
+        .config(shape(1, 2, 2))
+        .listen(loopback())
+        .bootstrap([a.local_addr()])
+        .forward_wait(patient)
+        .open()
+        .await
+        .unwrap();
+    let c = PeerNode::builder()
+        .config(shape(1, 1, 1))
+        .listen(loopback())
+        .bootstrap([b.local_addr()])
+        .channel_capacity(64)
+        .deliver_timeout(patient)
+        .open()
+        .await
+        .unwrap();
+    let mut rx = c.channel("/chain").unwrap();
+    let tx = a.channel("/chain").unwrap();
+    wait_until("B has both neighbors", PATIENCE, || async {
+        b.neighbors().await.map(|n| n.len() == 2).unwrap_or(false)
+    })
+    .await;
+
+    // More than the kernel's socket buffers along the chain can hold, read slowly at C.
+    const MESSAGES: u32 = 1500;
+    let sender = tokio::spawn(async move {
+        for seq in 0..MESSAGES {
+            let mut payload = vec![0u8; 16 * 1024];
+            payload[..4].copy_from_slice(&seq.to_be_bytes());
+            tx.send(payload).await.unwrap();
+        }
+        tx
+    });
+    for seq in 0..MESSAGES {
+        let m = tokio::time::timeout(PATIENCE, rx.recv()).await.expect("delivery in time").unwrap();
+        assert_eq!(&m.payload[..4], &seq.to_be_bytes(), "in order, none missing");
+        if seq % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let _tx = sender.await.unwrap();
+    let (sa, sb, sc) = (a.stats().await.unwrap(), b.stats().await.unwrap(), c.stats().await.unwrap());
+    assert_eq!(sb.core.closed_for(CloseReason::NodeTooSlow), 0, "the slow reader was evicted");
+    assert!(sb.adapter.forward_stalls >= 1, "B never held back its reads");
+    assert!(sa.adapter.sends_waited >= 1, "backpressure did not reach the sender");
+    assert_eq!(sc.adapter.deliveries_dropped, 0);
+    assert_eq!(rx.dropped(), 0);
 }
