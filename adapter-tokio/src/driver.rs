@@ -322,7 +322,8 @@ impl Driver {
         if let Phase::Opening { last_error, .. } = &mut self.phase {
             match &e {
                 Event::Online => self.open_done(Ok(())),
-                Event::DialFailed { addr, reason } => {
+                // The first failure is the one reported: later ones are usually retries.
+                Event::DialFailed { addr, reason } if last_error.is_none() => {
                     *last_error = Some(Error::Unreachable { addr: *addr, reason: *reason });
                 }
                 _ => {}
