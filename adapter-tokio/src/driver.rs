@@ -100,7 +100,7 @@ struct Sub {
 }
 
 enum Phase {
-    Opening { reply: Option<oneshot::Sender<Result<(), Error>>>, deadline: Instant, last_error: Option<Error> },
+    Opening { reply: Option<oneshot::Sender<Result<(), Error>>>, deadline: Instant, first_error: Option<Error> },
     Running,
     Closing { reply: Option<oneshot::Sender<()>>, deadline: Instant },
     Done,
@@ -186,7 +186,7 @@ impl Driver {
             phase: Phase::Opening {
                 reply: Some(p.open_reply),
                 deadline: now + p.settings.open_timeout,
-                last_error: None,
+                first_error: None,
             },
             settings: p.settings,
             stats: AdapterStats::default(),
@@ -319,12 +319,12 @@ impl Driver {
             Event::Offline => tracing::info!("offline"),
             Event::MessageDropped { .. } => {}
         }
-        if let Phase::Opening { last_error, .. } = &mut self.phase {
+        if let Phase::Opening { first_error, .. } = &mut self.phase {
             match &e {
                 Event::Online => self.open_done(Ok(())),
                 // The first failure is the one reported: later ones are usually retries.
-                Event::DialFailed { addr, reason } if last_error.is_none() => {
-                    *last_error = Some(Error::Unreachable { addr: *addr, reason: *reason });
+                Event::DialFailed { addr, reason } if first_error.is_none() => {
+                    *first_error = Some(Error::Unreachable { addr: *addr, reason: *reason });
                 }
                 _ => {}
             }
@@ -601,9 +601,9 @@ impl Driver {
     }
 
     fn note_open_failure(&mut self, e: Error) {
-        if let Phase::Opening { last_error, .. } = &mut self.phase {
-            if last_error.is_none() {
-                *last_error = Some(e);
+        if let Phase::Opening { first_error, .. } = &mut self.phase {
+            if first_error.is_none() {
+                *first_error = Some(e);
             }
         }
     }
@@ -911,15 +911,15 @@ impl Driver {
         let conns_empty = self.conns.is_empty();
         let unregistering = self.unregistering;
         match &mut self.phase {
-            Phase::Opening { deadline, last_error, .. } => {
+            Phase::Opening { deadline, first_error, .. } => {
                 let result = if online {
                     Some(Ok(()))
-                } else if idle && last_error.is_some() {
+                } else if idle && first_error.is_some() {
                     // Every attempt so far failed and nothing is in flight: report the first
                     // error rather than keep the caller waiting on retries likely to fail too.
-                    last_error.take().map(Err)
+                    first_error.take().map(Err)
                 } else if now >= *deadline {
-                    Some(Err(last_error.take().unwrap_or(Error::OpenTimedOut(open_timeout))))
+                    Some(Err(first_error.take().unwrap_or(Error::OpenTimedOut(open_timeout))))
                 } else {
                     None
                 };
