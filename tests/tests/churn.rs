@@ -10,21 +10,21 @@ use peerchannel_tokio::{Channel, CloseReason, PeerNode};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survivors_reform_after_crashes_and_graceful_leaves() {
     init_tracing();
-    let mut nodes: Vec<Option<PeerNode>> = start_mesh("churn", 20, |_| {}).await.into_iter().map(Some).collect();
+    let mut nodes: Vec<Option<PeerNode>> = start_mesh("churn", 30, |_| {}).await.into_iter().map(Some).collect();
     {
         let refs: Vec<&PeerNode> = nodes.iter().flatten().collect();
         wait_until("the initial mesh forms", PATIENCE, || is_one_mesh(&refs, 2, 7)).await;
     }
 
-    // Crash 6: dropping a node must return at once (it must not wait on its peers).
-    let crash: Vec<usize> = vec![1, 4, 7, 10, 13, 16];
+    // Crash 10: dropping a node must return at once (it must not wait on its peers).
+    let crash: Vec<usize> = (0..30).filter(|i| i % 3 == 1).collect();
     let started = std::time::Instant::now();
     for &i in &crash {
         drop(nodes[i].take());
     }
     assert!(started.elapsed() < Duration::from_secs(1), "dropping nodes took {:?}", started.elapsed());
-    // Close 4 gracefully, concurrently.
-    let leave: Vec<usize> = vec![2, 8, 14, 19];
+    // Close 5 gracefully, concurrently.
+    let leave: Vec<usize> = vec![2, 8, 14, 20, 26];
     let closing: Vec<PeerNode> = leave.iter().filter_map(|&i| nodes[i].take()).collect();
     let closes: Vec<_> = closing.into_iter().map(|n| tokio::spawn(n.close())).collect();
     for c in closes {
@@ -32,8 +32,8 @@ async fn survivors_reform_after_crashes_and_graceful_leaves() {
     }
 
     let survivors: Vec<&PeerNode> = nodes.iter().flatten().collect();
-    assert_eq!(survivors.len(), 10);
-    wait_until("the 10 survivors re-form one mesh with at least min neighbors", PATIENCE, || {
+    assert_eq!(survivors.len(), 15);
+    wait_until("the 15 survivors re-form one mesh with at least min neighbors", PATIENCE, || {
         is_one_mesh(&survivors, 2, 7)
     })
     .await;
