@@ -9,7 +9,7 @@
 //!   two byte strings mean the same thing to different nodes;
 //! - decoding the re-encoded bytes gives the same frame;
 //! - a flood's path and payload are slices of the received buffer (zero copy), and a control
-//!   frame never exceeds `MAX_CONTROL_FRAME`.
+//!   frame never exceeds `MAX_CONTROL_FRAME` (Digest and Want: `MAX_ID_LIST_FRAME`).
 //!
 //! Checked for the splitter: it never hands out more than `max_frame` bytes, never consumes
 //! bytes on `Ok(None)` or on an error, and a stream it waits on is a strict prefix of a frame.
@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use peerchannel_core::wire::{
     decode_frame, encode_control, encode_flood, max_frame_len, split_frame, Frame, LEN_PREFIX, MAX_CONTROL_FRAME,
+    MAX_ID_LIST, MAX_ID_LIST_FRAME,
 };
 
 /// Frame limits a node may run with: the control limit, the minimum and default message sizes,
@@ -64,6 +65,10 @@ fuzz_target!(|data: &[u8]| {
                         };
                         assert!(inside(&f.path) && inside(&f.payload), "flood fields copied out of the buffer");
                         encode_flood(f, &mut out);
+                    }
+                    Frame::Digest(ids) | Frame::Want(ids) => {
+                        assert!(ids.len() <= MAX_ID_LIST && frame.len() <= MAX_ID_LIST_FRAME, "ID list too long");
+                        encode_control(&decoded, &mut out);
                     }
                     _ => {
                         assert!(frame.len() <= MAX_CONTROL_FRAME, "control frame of {} bytes accepted", frame.len());

@@ -53,8 +53,14 @@ struct Scenario {
 enum MeshOp {
     Join(u8),
     Leave(u8),
-    Crash { slot: u8, reset: bool },
-    Send { slot: u8, len: u8 },
+    Crash {
+        slot: u8,
+        reset: bool,
+    },
+    Send {
+        slot: u8,
+        len: u8,
+    },
     /// Slots whose bit is set are cut off from the others.
     Partition(u8),
     Heal,
@@ -320,7 +326,10 @@ impl Net {
                                 Ev::Input {
                                     slot: to,
                                     gen: b.gen,
-                                    input: Input::LinkClosed { link: peer_link, error: Some(ErrorKind::ConnectionReset) },
+                                    input: Input::LinkClosed {
+                                        link: peer_link,
+                                        error: Some(ErrorKind::ConnectionReset),
+                                    },
                                 },
                             );
                         }

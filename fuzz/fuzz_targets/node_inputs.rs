@@ -2,7 +2,7 @@
 //!
 //! The fuzzer picks a configuration (small bounds, so the limits are reached) and a sequence of
 //! operations: accepted connections, dial outcomes, closed links, well-formed frames built from
-//! arbitrary fields (handshakes, referrals, reports, pings, floods with arbitrary hops, IDs,
+//! arbitrary fields (handshakes, referrals, reports, pings, recovery digests and wants, floods with arbitrary hops, IDs,
 //! paths and payload sizes), several frames in one read, raw bytes, frames cut at arbitrary
 //! points, local sends, resolver replies and failures, time jumps, partial drains, channel
 //! changes, open and close.
@@ -28,8 +28,8 @@ use arbitrary::Arbitrary;
 use bytes::{BufMut, Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use peerchannel_core::wire::{
-    decode_frame, encode_control, encode_flood_header, max_frame_len, split_frame, Connect, Disconnect, Frame,
-    Hello, LinkUtilityReport, Referral, Refuse, Welcome, VERSION,
+    decode_frame, encode_control, encode_flood_header, max_frame_len, split_frame, Connect, Disconnect, Frame, Hello,
+    LinkUtilityReport, Referral, Refuse, Welcome, MAX_ID_LIST, VERSION,
 };
 use peerchannel_core::{
     ChannelPath, CloseReason, Config, Input, Instant, LinkId, MeshId, MessageId, Node, NodeId, Output,
@@ -50,28 +50,66 @@ struct Knobs {
     /// Bootstrap addresses (else the node asks the resolver).
     bootstrap: bool,
     listen: bool,
+    /// Recovery of recent floods on (the default) or off.
+    no_recovery: bool,
+    /// Per-neighbor flood rate: 0 = no limit, else 1..=8 floods a second.
+    flood_rate: u8,
+    /// Handshakes per remote IP: 1..=4.
+    per_ip: u8,
 }
 
 #[derive(Arbitrary, Debug)]
 enum Op {
     Open,
     Close,
-    Accept { host: u8, port: u16 },
+    Accept {
+        host: u8,
+        port: u16,
+    },
     Connected(u8),
     DialFailed(u8),
-    Closed { link: u8, error: bool },
-    Frame { link: u8, frame: FrameSpec },
+    Closed {
+        link: u8,
+        error: bool,
+    },
+    Frame {
+        link: u8,
+        frame: FrameSpec,
+    },
     /// Several frames in one read.
-    Frames { link: u8, frames: Vec<FrameSpec> },
-    Raw { link: u8, bytes: Vec<u8> },
+    Frames {
+        link: u8,
+        frames: Vec<FrameSpec>,
+    },
+    Raw {
+        link: u8,
+        bytes: Vec<u8>,
+    },
     /// Frames cut at arbitrary points, each piece a separate read.
-    Split { link: u8, frames: Vec<FrameSpec>, cuts: Vec<u16> },
-    Send { path: u8, len: u16 },
-    Resolved { id: u8, addrs: Vec<AddrSpec> },
-    ResolveFailed { id: u8 },
-    Advance { millis: u32 },
+    Split {
+        link: u8,
+        frames: Vec<FrameSpec>,
+        cuts: Vec<u16>,
+    },
+    Send {
+        path: u8,
+        len: u16,
+    },
+    Resolved {
+        id: u8,
+        addrs: Vec<AddrSpec>,
+    },
+    ResolveFailed {
+        id: u8,
+    },
+    Advance {
+        millis: u32,
+    },
     Timeout,
-    Drain { link: u8, max: u16 },
+    Drain {
+        link: u8,
+        max: u16,
+    },
     DrainAll,
     OpenChannel(u8),
     CloseChannel(u8),
@@ -80,14 +118,39 @@ enum Op {
 #[derive(Arbitrary, Debug, Clone)]
 enum FrameSpec {
     Hello(HelloKind),
-    Connect { node: NodeSel, addrs: Vec<AddrSpec> },
-    Welcome { node: NodeSel, referrals: Vec<(NodeSel, AddrSpec)> },
-    Refuse { reason: u8, referrals: Vec<(NodeSel, AddrSpec)> },
-    Disconnect { reason: u8, referrals: Vec<(NodeSel, AddrSpec)> },
-    Utility { useful: u32, total: u32 },
+    Connect {
+        node: NodeSel,
+        addrs: Vec<AddrSpec>,
+    },
+    Welcome {
+        node: NodeSel,
+        referrals: Vec<(NodeSel, AddrSpec)>,
+    },
+    Refuse {
+        reason: u8,
+        referrals: Vec<(NodeSel, AddrSpec)>,
+    },
+    Disconnect {
+        reason: u8,
+        referrals: Vec<(NodeSel, AddrSpec)>,
+    },
+    Utility {
+        useful: u32,
+        total: u32,
+    },
     Ping(u64),
     Pong(u64),
-    Flood { hops_left: u8, hop_limit: u8, id: IdSel, origin: NodeSel, path: PathSel, payload: u16 },
+    /// Recovery: the IDs a neighbor offers, or wants resent (up to one more than allowed).
+    Digest(Vec<IdSel>),
+    Want(Vec<IdSel>),
+    Flood {
+        hops_left: u8,
+        hop_limit: u8,
+        id: IdSel,
+        origin: NodeSel,
+        path: PathSel,
+        payload: u16,
+    },
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -135,6 +198,15 @@ impl NodeSel {
     }
 }
 
+impl IdSel {
+    fn get(self) -> [u8; 16] {
+        match self {
+            IdSel::Small(n) => [n % 16; 16],
+            IdSel::Any(id) => id,
+        }
+    }
+}
+
 impl AddrSpec {
     fn get(self) -> SocketAddr {
         match self {
@@ -164,7 +236,9 @@ fn encode(spec: &FrameSpec, out: &mut BytesMut) {
         FrameSpec::Connect { node, addrs } => {
             Frame::Connect(Connect { node: node.get(), addrs: addrs.iter().take(9).map(|a| a.get()).collect() })
         }
-        FrameSpec::Welcome { node, referrals: r } => Frame::Welcome(Welcome { node: node.get(), referrals: referrals(r) }),
+        FrameSpec::Welcome { node, referrals: r } => {
+            Frame::Welcome(Welcome { node: node.get(), referrals: referrals(r) })
+        }
         FrameSpec::Refuse { reason, referrals: r } => Frame::Refuse(Refuse {
             reason: CloseReason::from_code(*reason).filter(|r| Refuse::allowed(*r)).unwrap_or(CloseReason::NodeBusy),
             referrals: referrals(r),
@@ -178,11 +252,10 @@ fn encode(spec: &FrameSpec, out: &mut BytesMut) {
         }
         FrameSpec::Ping(n) => Frame::Ping(*n),
         FrameSpec::Pong(n) => Frame::Pong(*n),
+        FrameSpec::Digest(ids) => Frame::Digest(ids.iter().take(MAX_ID_LIST + 1).map(|i| MessageId(i.get())).collect()),
+        FrameSpec::Want(ids) => Frame::Want(ids.iter().take(MAX_ID_LIST + 1).map(|i| MessageId(i.get())).collect()),
         FrameSpec::Flood { hops_left, hop_limit, id, origin, path, payload } => {
-            let id = match *id {
-                IdSel::Small(n) => [n % 16; 16],
-                IdSel::Any(id) => id,
-            };
+            let id = id.get();
             let path: &[u8] = match path {
                 PathSel::Known(n) => PATHS[usize::from(*n) % PATHS.len()].as_bytes(),
                 PathSel::Raw(p) => &p[..p.len().min(5000)],
@@ -294,7 +367,7 @@ impl Driver {
             Op::Open => self.node.handle_input(now, Input::Open),
             Op::Close => self.node.handle_input(now, Input::Close),
             Op::Accept { host, port } => {
-                let remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 9, 0, host)), port);
+                let remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 9, 0, host % 8)), port);
                 if let Ok(l) = self.node.accept(now, remote) {
                     assert!(!self.links.contains(&l), "link handle {l:?} reused");
                     self.links.push(l);
@@ -434,6 +507,12 @@ fuzz_target!(|input: (Knobs, Vec<Op>)| {
     if knobs.bootstrap {
         cfg.bootstrap = vec!["10.0.0.1:4000".parse().unwrap(), "10.0.0.2:4000".parse().unwrap()];
     }
+    if knobs.no_recovery {
+        cfg.recovery_window = None;
+    }
+    cfg.recovery_store_bytes = 64 * 1024;
+    cfg.max_floods_per_neighbor_per_sec = (knobs.flood_rate % 9 != 0).then_some(u32::from(knobs.flood_rate % 9));
+    cfg.max_handshakes_per_ip = usize::from(knobs.per_ip % 4) + 1;
     if knobs.listen {
         cfg.listen_addrs = vec!["10.0.0.3:4000".parse().unwrap()];
     }
