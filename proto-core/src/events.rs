@@ -151,7 +151,8 @@ pub enum Event {
         link: LinkId,
         /// The neighbor's node ID.
         node: NodeId,
-        /// The neighbor's address (dialed, or the remote socket address).
+        /// Where the neighbor listens: the dialed address, or the first address it announced
+        /// in its Connect (the remote socket address if it announced none).
         addr: SocketAddr,
     },
     /// A neighbor is gone.
@@ -195,8 +196,11 @@ pub struct NeighborInfo {
     pub link: LinkId,
     /// The neighbor's node ID.
     pub node: NodeId,
-    /// The neighbor's address.
+    /// Where the neighbor listens: the dialed address, or the first address it announced (the
+    /// remote socket address if it announced none).
     pub addr: SocketAddr,
+    /// The remote address of the connection (for an inbound neighbor, its ephemeral port).
+    pub remote: SocketAddr,
     /// Whether this node dialed it.
     pub initiated_locally: bool,
     /// Link utility, 0..=4096.

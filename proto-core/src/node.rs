@@ -235,6 +235,16 @@ impl Node {
         self.links.values().all(|l| !l.is_connected() || l.queue.has_room(frame_bytes, self.cfg.link_queue_bytes))
     }
 
+    /// Whether every neighbor's queue could take one more flood of the largest size. While it
+    /// cannot, an adapter should stop reading from its sockets for a while: TCP flow control
+    /// then slows the senders upstream instead of this node evicting a neighbor as NodeTooSlow.
+    pub fn has_forward_room(&self) -> bool {
+        let largest = wire::LEN_PREFIX + self.max_frame;
+        self.neighbors
+            .iter()
+            .all(|id| self.links.get(id).is_none_or(|l| l.queue.has_room(largest, self.cfg.link_queue_bytes)))
+    }
+
     /// Delivers floods on `path` to this node from now on.
     pub fn open_channel(&mut self, path: ChannelPath) {
         self.channels.insert(path.as_bytes().into(), path);
@@ -258,6 +268,7 @@ impl Node {
         let l = self.links.get_mut(&link)?;
         match l.queue.pop(max) {
             Some(b) => {
+                l.waiting_since = Some(self.now);
                 self.stats.bytes_sent += b.len() as u64;
                 Some(b)
             }
@@ -329,7 +340,8 @@ impl Node {
                 Some(NeighborInfo {
                     link: l.id,
                     node: l.peer?,
-                    addr: l.addr,
+                    addr: l.listen_addr(),
+                    remote: l.addr,
                     initiated_locally: l.role == Role::Initiator,
                     utility: l.utility.value(),
                     queued_bytes: l.queue.len_bytes(),
@@ -773,7 +785,7 @@ impl Node {
         self.neighbors.push(id);
         link.connected_at = Some(now);
         link.utility = mesh::LinkUtility::new(now);
-        let (node, addr, role) = (link.peer, link.addr, link.role);
+        let (node, addr, role) = (link.peer, link.listen_addr(), link.role);
         if role == Role::Responder {
             let referrals = self.referrals_for(id);
             self.queue_control(id, &Frame::Welcome(Welcome { node: self.id, referrals }));
@@ -946,6 +958,10 @@ impl Node {
                     self.end_link(now, id, CloseReason::NodeTooSlow, Ending::Local);
                     return;
                 }
+                if link.write_stalled(now, self.cfg.idle_timeout) {
+                    self.end_link(now, id, CloseReason::NodeTooSlow, Ending::Local);
+                    return;
+                }
                 if link.utility.has_unreported() && now >= link.utility.last_report() + self.cfg.utility_report_interval
                 {
                     if let Some(r) = link.utility.take_report(now) {
@@ -1089,6 +1105,9 @@ impl Node {
 
 fn push_chunks<const N: usize>(link: &mut Link, chunks: [Bytes; N], now: Instant, outputs: &mut VecDeque<Output>) {
     let was_empty = link.queue.is_empty();
+    if was_empty {
+        link.waiting_since = Some(now);
+    }
     for c in chunks {
         link.queue.push(c);
     }

@@ -394,6 +394,7 @@ fn a_peer_trickling_one_frame_is_cut_off() {
         f.node.handle_timeout(f.now);
         let healthy = f.healthy;
         f.feed(healthy, frame(&Frame::Ping(100 + i)));
+        while f.node.poll_transmit(healthy, usize::MAX).is_some() {}
         f.feed(slow, ping.slice(i as usize..i as usize + 1));
     }
     assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
@@ -419,4 +420,52 @@ fn a_message_storm_from_one_neighbor_is_capped_when_a_rate_is_set() {
     f.feed(stormy, flood(4, 8, 0xA1, b"/chat", Bytes::new()));
     assert_eq!(f.node.stats().delivered, 101);
     f.healthy_still_works(253);
+}
+
+#[test]
+fn a_neighbor_that_stops_reading_is_evicted_even_when_nothing_overflows() {
+    let mut f = Fixture::new();
+    let stuck = f.inbound(0x7400);
+    let path = ChannelPath::new("/chat").unwrap();
+    // Own sends only: the stuck neighbor's queue fills until sends are refused (Busy)...
+    let mut sent = 0;
+    while f.node.send(f.now, &path, Bytes::from(vec![1u8; 16 * 1024])).is_ok() {
+        sent += 1;
+        let healthy = f.healthy;
+        while f.node.poll_transmit(healthy, usize::MAX).is_some() {}
+        assert!(sent < 100, "the queue bound never refused a send");
+    }
+    assert!(!f.node.has_forward_room());
+    f.drain();
+    // ...and nothing overflows, but nothing is pulled either: after the idle timeout it goes.
+    for _ in 0..16 {
+        f.now = f.now + std::time::Duration::from_secs(1);
+        f.node.handle_timeout(f.now);
+        let healthy = f.healthy;
+        f.feed(healthy, frame(&Frame::Ping(1)));
+        while f.node.poll_transmit(healthy, usize::MAX).is_some() {}
+        // The stuck peer is alive (its keepalives arrive); it just does not read.
+        f.feed(stuck, frame(&Frame::Ping(2)));
+        f.drain();
+    }
+    assert_eq!(f.closed_reason(stuck), Some(CloseReason::NodeTooSlow));
+    assert!(f.node.has_forward_room());
+    f.healthy_still_works(254);
+}
+
+#[test]
+fn an_inbound_neighbor_is_reported_at_its_listen_address() {
+    let mut f = Fixture::new();
+    let link = f.node.accept(f.now, "10.9.0.77:51234".parse().unwrap()).unwrap();
+    let connect =
+        frame(&Frame::Connect(Connect { node: nid(0x7500), addrs: smallvec!["10.9.0.77:7000".parse().unwrap()] }));
+    f.feed(link, cat(&[hello("soccerpals"), connect]));
+    let info = f.node.neighbors().into_iter().find(|n| n.link == link).unwrap();
+    assert_eq!(info.addr, "10.9.0.77:7000".parse::<SocketAddr>().unwrap());
+    assert_eq!(info.remote, "10.9.0.77:51234".parse::<SocketAddr>().unwrap());
+    let up = f.outputs.iter().find_map(|o| match o {
+        Output::Event(Event::NeighborUp { link: l, addr, .. }) if *l == link => Some(*addr),
+        _ => None,
+    });
+    assert_eq!(up, Some("10.9.0.77:7000".parse().unwrap()));
 }

@@ -120,6 +120,10 @@ pub struct Link {
     pub partial_since: Option<Instant>,
     /// The neighbor's inbound flood allowance (used when a per-neighbor rate is configured).
     pub flood_budget: TokenBucket,
+    /// Since when queued bytes have waited without the adapter pulling any (None when the
+    /// queue is empty): a peer that stops reading stalls the socket, and the link is closed as
+    /// NodeTooSlow after the idle timeout even if nothing overflows.
+    pub waiting_since: Option<Instant>,
     /// Recovery: this node offered its recent floods (Digest sent), so one Want may come.
     pub digest_sent: bool,
     /// Recovery: the peer's Digest arrived (only one is allowed).
@@ -184,10 +188,21 @@ impl Link {
             connected_at: None,
             partial_since: None,
             flood_budget: TokenBucket::new(),
+            waiting_since: None,
             digest_sent: false,
             digest_received: false,
             want_received: false,
         }
+    }
+
+    /// The peer's announced listen address if it sent one, else the address of the link.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.peer_listen.first().copied().unwrap_or(self.addr)
+    }
+
+    /// Whether queued bytes have waited `timeout` without any being pulled.
+    pub fn write_stalled(&self, now: Instant, timeout: core::time::Duration) -> bool {
+        !self.queue.is_empty() && self.waiting_since.is_some_and(|t| now >= t + timeout)
     }
 
     /// A neighbor that floods flow to.
@@ -221,6 +236,9 @@ impl Link {
                 let idle = self.last_recv + cfg.idle_timeout;
                 let mut d = keepalive.min(idle);
                 if let Some(t) = self.partial_since {
+                    d = d.min(t + cfg.idle_timeout);
+                }
+                if let (Some(t), false) = (self.waiting_since, self.queue.is_empty()) {
                     d = d.min(t + cfg.idle_timeout);
                 }
                 if self.utility.has_unreported() {
