@@ -36,8 +36,16 @@ impl fmt::Display for NodeId {
 
 /// The 128-bit random identity of one flood; duplicates are recognised by it (never by content,
 /// so a deliberate repeat of the same bytes is a new message).
-#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct MessageId(pub [u8; 16]);
+
+impl core::hash::Hash for MessageId {
+    // One 128-bit write instead of a length prefix and a byte slice: the seen cache hashes an
+    // ID for every flood copy received.
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_le_bytes(self.0));
+    }
+}
 
 impl fmt::Debug for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

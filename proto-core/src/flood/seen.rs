@@ -172,6 +172,12 @@ impl Hasher for IdHasher {
         }
     }
 
+    fn write_u128(&mut self, n: u128) {
+        let x = (n as u64) ^ self.k0 ^ self.acc;
+        let y = ((n >> 64) as u64) ^ self.k1;
+        self.acc = folded_multiply(x, y);
+    }
+
     fn finish(&self) -> u64 {
         folded_multiply(self.acc ^ self.k1, 0x9E37_79B9_7F4A_7C15 ^ self.k0)
     }

@@ -116,22 +116,28 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
         FrameType::Want => Frame::Want(r.id_list()?),
         FrameType::Pong => Frame::Pong(r.u64()?),
         FrameType::Flood => {
-            if frame.len() < FLOOD_FIXED {
-                return Err(DecodeError::Truncated);
-            }
-            let hops_left = r.u8()?;
-            let hop_limit = r.u8()?;
+            // The hot path: the fixed header is read in place from one bounds-checked slice.
+            let h = frame.get(..FLOOD_FIXED).ok_or(DecodeError::Truncated)?;
+            let (hops_left, hop_limit) = (h[1], h[2]);
             if hops_left == 0 || hops_left > hop_limit {
                 return Err(DecodeError::BadHops { hops_left, hop_limit });
             }
-            let id = MessageId(r.array::<16>()?);
-            let origin = r.node_id()?;
-            let path_len = usize::from(r.u16()?);
-            let path = r.take(path_len)?;
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&h[3..19]);
+            let mut origin = [0u8; 8];
+            origin.copy_from_slice(&h[19..27]);
+            let origin = NodeId::new(u64::from_be_bytes(origin)).ok_or(DecodeError::ZeroNodeId)?;
+            let end = FLOOD_FIXED + usize::from(u16::from_be_bytes([h[27], h[28]]));
+            let path = frame.get(FLOOD_FIXED..end).ok_or(DecodeError::Truncated)?;
             crate::uri::validate_path_bytes(path).map_err(|_| DecodeError::BadPath)?;
-            let path = frame.slice(r.pos - path_len..r.pos);
-            let payload = frame.slice(r.pos..);
-            return Ok(Frame::Flood(Flood { hops_left, hop_limit, id, origin, path, payload }));
+            return Ok(Frame::Flood(Flood {
+                hops_left,
+                hop_limit,
+                id: MessageId(id),
+                origin,
+                path: frame.slice(FLOOD_FIXED..end),
+                payload: frame.slice(end..),
+            }));
         }
     };
     if r.pos != frame.len() {
