@@ -43,6 +43,12 @@ pub enum Error {
     /// `open` was given neither bootstrap addresses nor a resolver, and was not told to open
     /// alone: the node has no way to find the mesh.
     NoPeers,
+    /// Auto mode has no way to find the mesh: no resolver service and no bootstrap list were
+    /// given, and LAN discovery could not start (no multicast on this host).
+    NoResolver {
+        /// Why LAN discovery failed.
+        source: io::Error,
+    },
     /// The resolver found no member of the mesh (or failed) and no neighbor could be reached.
     /// Start the first node with `open_alone()`, or check the resolver.
     NoPeersFound,
@@ -78,7 +84,11 @@ impl fmt::Display for Error {
             Error::Closed => write!(f, "the node is closed"),
             Error::NoPeers => write!(
                 f,
-                "no bootstrap addresses and no resolver: give .bootstrap([..]) or .resolver(..), or call .open_alone() for the first node of a mesh"
+                "no bootstrap addresses, no resolver and LAN discovery off: give .bootstrap([..]), .resolver_service(addr) or .resolver(..), or call .open_alone() for the first node of a mesh"
+            ),
+            Error::NoResolver { source } => write!(
+                f,
+                "no way to find the mesh: LAN discovery is unavailable ({source}) and neither a resolver service nor bootstrap addresses were given; use .resolver_service(addr), .bootstrap([..]) or .resolver(..), or .open_alone() for the first node"
             ),
             Error::NoPeersFound => write!(
                 f,
@@ -102,7 +112,7 @@ impl std::error::Error for Error {
         match self {
             Error::InvalidMeshId { source, .. } | Error::InvalidPath { source, .. } => Some(source),
             Error::InvalidConfig(e) => Some(e),
-            Error::Listen { source, .. } => Some(source),
+            Error::Listen { source, .. } | Error::NoResolver { source } => Some(source),
             _ => None,
         }
     }

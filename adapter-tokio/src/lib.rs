@@ -52,20 +52,27 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod auto;
 mod channel;
 mod driver;
 mod error;
 mod events;
+mod lan;
 mod mailbox;
 mod node;
 mod resolver;
+pub mod service;
+mod service_client;
 mod stats;
 
+pub use auto::{AutoResolver, AutoStats, Backend};
 pub use channel::{Channel, ChannelSender};
 pub use error::Error;
 pub use events::EventStream;
+pub use lan::{LanConfig, LanResolver, LanStats, Packet as LanPacket};
 pub use node::{Builder, PeerNode};
 pub use resolver::{BoxFuture, Resolver, StaticResolver};
+pub use service_client::{ReferralPolicy, ServiceClientStats, ServiceResolver};
 pub use stats::{AdapterStats, NodeStats};
 
 /// The adapter's re-export of the bytes type carried in messages.

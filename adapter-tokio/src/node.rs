@@ -12,12 +12,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::auto::{AutoResolver, AutoStats};
 use crate::channel::{Channel, ChannelSender};
 use crate::driver::{Command, Driver, DriverParts, SendRequest, Settings};
 use crate::error::Error;
 use crate::events::EventStream;
+use crate::lan::{LanConfig, LanResolver};
 use crate::mailbox::Mailbox;
 use crate::resolver::Resolver;
+use crate::service_client::{ReferralPolicy, ServiceResolver};
 use crate::stats::NodeStats;
 
 /// Local sends that may wait for the node's task at once, beyond those the core is holding
@@ -47,6 +50,10 @@ pub struct Builder {
     announce: Option<Vec<SocketAddr>>,
     bootstrap: Vec<SocketAddr>,
     resolver: Option<Arc<dyn Resolver>>,
+    service: Option<SocketAddr>,
+    referral_policy: ReferralPolicy,
+    lan: Option<bool>,
+    lan_config: LanConfig,
     config: Option<Config>,
     seed: Option<u64>,
     open_alone: bool,
@@ -66,6 +73,8 @@ impl fmt::Debug for Builder {
             .field("listen", &self.listen)
             .field("bootstrap", &self.bootstrap)
             .field("has_resolver", &self.resolver.is_some())
+            .field("service", &self.service)
+            .field("lan", &self.lan)
             .field("open_alone", &self.open_alone)
             .finish_non_exhaustive()
     }
@@ -80,6 +89,10 @@ impl Default for Builder {
             announce: None,
             bootstrap: Vec::new(),
             resolver: None,
+            service: None,
+            referral_policy: ReferralPolicy::default(),
+            lan: None,
+            lan_config: LanConfig::default(),
             config: None,
             seed: None,
             open_alone: false,
@@ -127,9 +140,40 @@ impl Builder {
         self
     }
 
-    /// The resolver asked for members when there are no bootstrap addresses and no referrals.
+    /// A resolver of the application's own, asked for members when there are no bootstrap
+    /// addresses and no referrals. It replaces Auto mode entirely: no resolver service and no
+    /// LAN discovery are used (wrap them in your resolver, or use [`AutoResolver`], to combine).
     pub fn resolver(mut self, resolver: impl Resolver) -> Self {
         self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// The `peerchannel-resolver` service to register with and resolve through (Auto mode:
+    /// the service when it answers, else LAN discovery, else the bootstrap list).
+    pub fn resolver_service(mut self, addr: SocketAddr) -> Self {
+        self.service = Some(addr);
+        self
+    }
+
+    /// Whether nodes share referrals when a resolver service is used (default
+    /// [`ReferralPolicy::Service`]: unless the service says it controls the mesh's shape).
+    pub fn referral_policy(mut self, policy: ReferralPolicy) -> Self {
+        self.referral_policy = policy;
+        self
+    }
+
+    /// Serverless LAN discovery (UDP multicast) in Auto mode. Default: on when no bootstrap
+    /// address is given (zero configuration: nodes of a mesh on one LAN find each other by
+    /// its name alone), off otherwise. Ignored when [`resolver`](Self::resolver) is given.
+    pub fn lan_discovery(mut self, on: bool) -> Self {
+        self.lan = Some(on);
+        self
+    }
+
+    /// Group, port, interface and rate limits of LAN discovery (all nodes of a mesh must
+    /// agree on group and port).
+    pub fn lan_config(mut self, config: LanConfig) -> Self {
+        self.lan_config = config;
         self
     }
 
@@ -215,10 +259,55 @@ impl Builder {
         config.mesh = mesh.clone();
         config.seed = seed;
         config.bootstrap.extend(self.bootstrap.iter().copied());
-        if config.bootstrap.is_empty() && self.resolver.is_none() && !self.open_alone {
-            return Err(Error::NoPeers);
-        }
         config.validate().map_err(Error::InvalidConfig)?;
+        let (resolver, auto) = match self.resolver {
+            Some(r) => (Some(r), None),
+            None => {
+                // Auto mode: the service when configured, LAN discovery (by default when there
+                // is no bootstrap list), the bootstrap list; nothing at all is an error now,
+                // not a hang later.
+                let service = self.service.map(|a| ServiceResolver::new(a).referral_policy(self.referral_policy));
+                let mut lan_error = None;
+                let lan = if self.lan.unwrap_or(config.bootstrap.is_empty()) {
+                    match LanResolver::start(self.lan_config.clone()) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LAN discovery unavailable");
+                            lan_error = Some(e);
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                if service.is_none() && lan.is_none() {
+                    if config.bootstrap.is_empty() && !self.open_alone {
+                        return Err(match lan_error {
+                            Some(source) => Error::NoResolver { source },
+                            None => Error::NoPeers,
+                        });
+                    }
+                    (None, None)
+                } else {
+                    let a = AutoResolver::new(service, lan, config.bootstrap.clone());
+                    (Some(Arc::new(a.clone()) as Arc<dyn Resolver>), Some(a))
+                }
+            }
+        };
+        if let Some(r) = &resolver {
+            // The referral policy: ask once, before the first link, and fall back to sharing
+            // when the resolver cannot say (a core switch to also ignore received referrals
+            // is pending; see the README).
+            match tokio::time::timeout(Duration::from_secs(2), r.can_share_referrals()).await {
+                Ok(Ok(false)) => {
+                    tracing::info!("the resolver controls the mesh's shape: sending no referrals");
+                    config.max_referrals = 0;
+                }
+                Ok(Ok(true)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "referral policy unknown; sharing referrals"),
+                Err(_) => tracing::debug!("referral policy query timed out; sharing referrals"),
+            }
+        }
 
         let listener =
             TcpListener::bind(self.listen).await.map_err(|source| Error::Listen { addr: self.listen, source })?;
@@ -249,7 +338,7 @@ impl Builder {
                 forward_wait: self.forward_wait,
             },
             listener,
-            resolver: self.resolver,
+            resolver,
             cmd_rx,
             send_rx,
             open_reply,
@@ -268,6 +357,7 @@ impl Builder {
             next_sub: AtomicU64::new(1),
             channel_capacity: self.channel_capacity,
             event_capacity: self.event_capacity,
+            auto,
         };
         match opened.await {
             Ok(Ok(())) => Ok(handle),
@@ -312,6 +402,7 @@ pub struct PeerNode {
     next_sub: AtomicU64,
     channel_capacity: usize,
     event_capacity: usize,
+    auto: Option<AutoResolver>,
 }
 
 impl fmt::Debug for PeerNode {
@@ -348,6 +439,18 @@ impl PeerNode {
     /// The addresses this node announces to others.
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.listen_addrs
+    }
+
+    /// In Auto mode (no [`Builder::resolver`] given), which backends the node has and which
+    /// answered its resolves: the resolver service, LAN discovery or the bootstrap list.
+    /// `None` with a custom resolver or a bootstrap list alone.
+    pub fn resolver_stats(&self) -> Option<AutoStats> {
+        self.auto.as_ref().map(AutoResolver::stats)
+    }
+
+    /// The Auto-mode resolver (to read its service or LAN counters), if the node uses one.
+    pub fn auto_resolver(&self) -> Option<&AutoResolver> {
+        self.auto.as_ref()
     }
 
     /// The largest payload a send accepts.
@@ -443,7 +546,7 @@ fn outward_ip(v6: bool) -> Option<IpAddr> {
 }
 
 /// A seed from the OS: std's hasher keys are drawn from the OS's random source.
-fn os_seed() -> u64 {
+pub(crate) fn os_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));

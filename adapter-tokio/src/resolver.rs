@@ -62,6 +62,14 @@ pub trait Resolver: Send + Sync + 'static {
         let _ = (mesh, node);
         Box::pin(async { Ok(()) })
     }
+
+    /// Whether nodes using this resolver may hand each other referrals (neighbors' addresses
+    /// in Welcome, Refuse and Disconnect). Asked once by `open`; when `false` the node sends
+    /// none, so the resolver alone decides who meets whom (the original's
+    /// `CanShareReferrals`). The default is `true`.
+    fn can_share_referrals(&self) -> BoxFuture<io::Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
 }
 
 impl<R: Resolver + ?Sized> Resolver for Arc<R> {
@@ -73,6 +81,9 @@ impl<R: Resolver + ?Sized> Resolver for Arc<R> {
     }
     fn unregister(&self, mesh: &MeshId, node: NodeId) -> BoxFuture<io::Result<()>> {
         (**self).unregister(mesh, node)
+    }
+    fn can_share_referrals(&self) -> BoxFuture<io::Result<bool>> {
+        (**self).can_share_referrals()
     }
 }
 
