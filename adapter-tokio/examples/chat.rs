@@ -13,13 +13,24 @@
 //! cargo run -p peerchannel-tokio --example chat -- --mesh soccerpals --name bob --peer 127.0.0.1:7000
 //! ```
 //!
+//! Through a resolver service (`cargo run -p peerchannel-tokio --bin peerchannel-resolver --
+//! --listen 127.0.0.1:7700` in another terminal), every chat the same way:
+//!
+//! ```text
+//! cargo run -p peerchannel-tokio --example chat -- --name alice --resolver 127.0.0.1:7700
+//! cargo run -p peerchannel-tokio --example chat -- --name bob --resolver 127.0.0.1:7700
+//! ```
+//!
+//! With neither `--peer` nor `--resolver`, chats on one LAN find each other by LAN discovery
+//! (UDP multicast); the first one found alone starts the mesh.
+//!
 //! Commands: `/neighbors`, `/stats`, `/quit` (or Ctrl-D, Ctrl-C) to leave gracefully.
 //! Set `RUST_LOG=peerchannel_tokio=debug` to see connects, accepts and closes.
 
 use std::net::SocketAddr;
 
 use clap::Parser;
-use peerchannel_tokio::{Event, PeerNode};
+use peerchannel_tokio::{Error, Event, PeerNode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser, Debug)]
@@ -37,6 +48,13 @@ struct Args {
     /// A member to join through (repeatable). Without it, this node starts the mesh.
     #[arg(long)]
     peer: Vec<SocketAddr>,
+    /// A peerchannel-resolver service to register with and find members through. If it
+    /// knows no member yet, this node starts the mesh.
+    #[arg(long)]
+    resolver: Option<SocketAddr>,
+    /// Do not use LAN discovery.
+    #[arg(long)]
+    no_lan: bool,
 }
 
 #[tokio::main]
@@ -49,13 +67,38 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    let mut builder = PeerNode::builder().mesh(&args.mesh).listen(args.listen);
-    if args.peer.is_empty() {
-        builder = builder.open_alone();
+    let builder = || {
+        let mut b = PeerNode::builder().mesh(&args.mesh).listen(args.listen).bootstrap(args.peer.iter().copied());
+        if let Some(r) = args.resolver {
+            b = b.resolver_service(r);
+        }
+        if args.no_lan {
+            b = b.lan_discovery(false);
+        }
+        b
+    };
+    let node = if !args.peer.is_empty() {
+        builder().open().await?
+    } else if args.resolver.is_none() && args.no_lan {
+        builder().open_alone().open().await?
     } else {
-        builder = builder.bootstrap(args.peer.iter().copied());
+        // Look for the mesh (resolver service, else LAN discovery); start it if nobody is there.
+        match builder().open().await {
+            Ok(n) => n,
+            Err(Error::NoPeersFound | Error::NoResolver { .. }) => {
+                println!("* no member of {} found: starting the mesh", args.mesh);
+                builder().open_alone().open().await?
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if let Some(s) = node.resolver_stats() {
+        let how = match s.last {
+            Some(b) => format!("found through the {b}"),
+            None => "started alone".to_owned(),
+        };
+        println!("* {how} (service: {}, LAN discovery: {})", s.has_service, s.has_lan);
     }
-    let node = builder.open().await?;
     let announced: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();
     println!("* {} joined mesh {} as node {}", args.name, node.mesh(), node.id());
     println!("* others join with: --mesh {} --peer {}", node.mesh(), announced.join(" --peer "));

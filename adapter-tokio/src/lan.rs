@@ -614,3 +614,74 @@ impl Resolver for LanResolver {
         Box::pin(async { Ok(()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mesh() -> MeshId {
+        MeshId::new("soccerpals").unwrap()
+    }
+
+    #[test]
+    fn packets_round_trip() {
+        let q = Packet::Query { id: 7, sender: 9, mesh: mesh(), max: 3 };
+        assert_eq!(Packet::decode(&q.encode()), Some(q));
+        let a = Packet::Answer {
+            id: 7,
+            sender: 11,
+            mesh: mesh(),
+            records: vec![(1, vec!["10.0.0.1:7000".parse().unwrap(), "[fe80::1]:7000".parse().unwrap()])],
+        };
+        assert_eq!(Packet::decode(&a.encode()), Some(a));
+    }
+
+    #[test]
+    fn malformed_packets_are_rejected() {
+        let good =
+            Packet::Answer { id: 1, sender: 2, mesh: mesh(), records: vec![(1, vec!["10.0.0.1:7".parse().unwrap()])] }
+                .encode();
+        // Every truncation, trailing bytes, a wrong magic or version.
+        for n in 0..good.len() {
+            assert_eq!(Packet::decode(&good[..n]), None, "truncated at {n}");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(Packet::decode(&trailing), None);
+        let mut magic = good.clone();
+        magic[0] = b'X';
+        assert_eq!(Packet::decode(&magic), None);
+        let mut version = good.clone();
+        version[4] = 2;
+        assert_eq!(Packet::decode(&version), None);
+        // An invalid mesh ID.
+        let mut bad = good.clone();
+        let at = 4 + 1 + 1 + 4 + 8 + 1;
+        bad[at] = b'A';
+        assert_eq!(Packet::decode(&bad), None);
+        // Undialable addresses (port 0, unspecified, multicast) and too many records.
+        for a in ["10.0.0.1:0", "0.0.0.0:7", "239.1.1.1:7"] {
+            let p = Packet::Answer { id: 1, sender: 2, mesh: mesh(), records: vec![(1, vec![a.parse().unwrap()])] };
+            assert_eq!(Packet::decode(&p.encode()), None, "{a}");
+        }
+        let mut many = Packet::Answer { id: 1, sender: 2, mesh: mesh(), records: vec![] }.encode();
+        let n = many.len() - 1;
+        many[n] = (MAX_RECORDS + 1) as u8;
+        assert_eq!(Packet::decode(&many), None);
+        assert_eq!(Packet::decode(&vec![0u8; MAX_PACKET + 1]), None);
+    }
+
+    #[test]
+    fn a_source_is_rate_limited_and_the_table_stays_bounded() {
+        let mut l = SourceLimiter { per_sec: 5.0, buckets: HashMap::new() };
+        let now = Instant::now();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let allowed = (0..100).filter(|_| l.allow(ip, now)).count();
+        assert_eq!(allowed, 5, "a burst gets one second's worth");
+        assert!(l.allow(ip, now + Duration::from_millis(250)), "tokens come back over time");
+        for i in 0..(MAX_SOURCES as u32 * 2) {
+            l.allow(IpAddr::V4(Ipv4Addr::from(i)), now + Duration::from_micros(u64::from(i)));
+        }
+        assert!(l.buckets.len() <= MAX_SOURCES);
+    }
+}
