@@ -51,7 +51,8 @@ async fn bad_names_and_missing_peers_are_reported_before_any_io() {
         Err(Error::MissingMesh) => {}
         other => panic!("expected MissingMesh, got {other:?}"),
     }
-    match PeerNode::builder().mesh("soccerpals").open().await {
+    // With no bootstrap list Auto mode would try LAN discovery; with it off, nothing is left.
+    match PeerNode::builder().mesh("soccerpals").lan_discovery(false).open().await {
         Err(Error::NoPeers) => {}
         other => panic!("expected NoPeers, got {other:?}"),
     }

@@ -291,10 +291,8 @@ async fn bad_input_gets_an_error_or_a_close_and_the_service_keeps_serving() {
         .collect();
     flood.send_all(&reqs).await;
     let replies = flood.replies(reqs.len()).await;
-    let refused = replies
-        .iter()
-        .filter(|r| matches!(r, Reply::Error { error: RegistryError::TooManyFromAddress, .. }))
-        .count();
+    let refused =
+        replies.iter().filter(|r| matches!(r, Reply::Error { error: RegistryError::TooManyFromAddress, .. })).count();
     assert!(refused >= 200 - 50, "the flood is refused past the quota ({refused} refused)");
     let stats = server.stats();
     assert!(stats.records <= 50, "the directory stays within the per-source quota: {}", stats.records);
