@@ -282,6 +282,26 @@ impl Node {
         }
     }
 
+    /// Like [`poll_transmit`](Self::poll_transmit), but appends as many chunks as fit in
+    /// `max` bytes to `out` in one call (for a vectored write), returning the bytes appended.
+    /// Zero means the queue is empty (a closing link is then forgotten, as with `poll_transmit`).
+    pub fn poll_transmit_into(&mut self, link: LinkId, max: usize, out: &mut Vec<Bytes>) -> usize {
+        let Some(l) = self.links.get_mut(&link) else { return 0 };
+        let mut taken = 0;
+        while taken < max {
+            let Some(b) = l.queue.pop(max - taken) else { break };
+            taken += b.len();
+            out.push(b);
+        }
+        if taken > 0 {
+            l.waiting_since = Some(self.now);
+            self.stats.bytes_sent += taken as u64;
+        } else if l.is_closing() {
+            self.links.remove(&link);
+        }
+        taken
+    }
+
     /// The next time [`handle_timeout`](Self::handle_timeout) must be called, if any.
     /// Calling it earlier or more often is harmless.
     pub fn poll_timeout(&self) -> Option<Instant> {

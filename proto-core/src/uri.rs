@@ -140,17 +140,10 @@ pub fn validate_path(path: &str) -> Result<(), UriError> {
 /// [`validate_path`] on raw bytes, as they arrive in a flood. ASCII paths (the usual case) are
 /// checked byte by byte without decoding UTF-8.
 pub fn validate_path_bytes(path: &[u8]) -> Result<(), UriError> {
-    if path.is_ascii() {
-        if path.len() > MAX_PATH_LEN {
-            return Err(UriError::PathTooLong(path.len()));
-        }
-        if path.first() != Some(&b'/') {
-            return Err(UriError::PathNotAbsolute);
-        }
-        return match path.iter().find(|b| b.is_ascii_control() || **b == b'?' || **b == b'#') {
-            Some(b) => Err(UriError::BadPathChar(char::from(*b))),
-            None => Ok(()),
-        };
+    // One pass over printable ASCII, the usual case; anything else takes the full check.
+    let plain = |b: &u8| (0x20..0x7f).contains(b) && *b != b'?' && *b != b'#';
+    if path.len() <= MAX_PATH_LEN && path.first() == Some(&b'/') && path.iter().all(plain) {
+        return Ok(());
     }
     let text = core::str::from_utf8(path).map_err(|_| UriError::PathNotAbsolute)?;
     validate_path(text)

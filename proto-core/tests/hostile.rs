@@ -469,3 +469,29 @@ fn an_inbound_neighbor_is_reported_at_its_listen_address() {
     });
     assert_eq!(up, Some("10.9.0.77:7000".parse().unwrap()));
 }
+
+#[test]
+fn transmit_in_batches_respects_the_byte_limit_and_order() {
+    let mut f = Fixture::new();
+    let healthy = f.healthy;
+    while f.node.poll_transmit(healthy, usize::MAX).is_some() {}
+    let path = ChannelPath::new("/chat").unwrap();
+    for _ in 0..5 {
+        f.node.send(f.now, &path, Bytes::from(vec![3u8; 1000])).unwrap();
+    }
+    let mut out = Vec::new();
+    let first = f.node.poll_transmit_into(healthy, 2500, &mut out);
+    assert!(first <= 2500 && first > 2000, "{first}");
+    assert_eq!(out.iter().map(Bytes::len).sum::<usize>(), first);
+    let rest = f.node.poll_transmit_into(healthy, usize::MAX, &mut out);
+    assert_eq!(f.node.poll_transmit_into(healthy, usize::MAX, &mut out), 0);
+    let all = cat(&out);
+    assert_eq!(all.len(), first + rest);
+    let mut all = all;
+    let mut floods = 0;
+    while let Some(fr) = split_frame(&mut all, 1 << 20).unwrap() {
+        assert!(matches!(decode_frame(&fr).unwrap(), Frame::Flood(fl) if fl.payload.len() == 1000));
+        floods += 1;
+    }
+    assert_eq!(floods, 5);
+}
