@@ -73,6 +73,9 @@ pub struct Snapshot {
     pub connections: usize,
     /// Inbound connections taken from the listener.
     pub accepted: u64,
+    /// Sends that found the outbound budget spent and waited (tokio: inside the adapter;
+    /// mio: the harness retrying after `WouldBlock`).
+    pub sends_waited: u64,
 }
 
 enum Ctl {
@@ -259,7 +262,9 @@ impl TestNode {
     /// A sender usable from a spawned task (a clone of what `send` uses).
     pub fn sender(&self, path: &str) -> Sender {
         match &self.inner {
-            Inner::Tokio(n) => Sender::Tokio(n.channel(path).unwrap_or_else(|e| panic!("channel {path}: {e}")).sender()),
+            Inner::Tokio(n) => {
+                Sender::Tokio(n.channel(path).unwrap_or_else(|e| panic!("channel {path}: {e}")).sender())
+            }
             Inner::Mio(m) => Sender::Mio(m.handle.clone(), path.to_owned(), self.waits.clone()),
         }
     }
@@ -273,11 +278,14 @@ impl TestNode {
                 write_buffered_peak: s.adapter.write_buffered_peak,
                 connections: s.adapter.connections,
                 accepted: s.adapter.accepted,
+                sends_waited: s.adapter.sends_waited,
             }),
             Inner::Mio(m) => {
                 let (tx, rx) = oneshot::channel();
                 self.ctl(m, Ctl::Stats(tx));
-                tokio::time::timeout(PATIENCE, rx).await.ok()?.ok()
+                let mut s = tokio::time::timeout(PATIENCE, rx).await.ok()?.ok()?;
+                s.sends_waited = self.send_waits();
+                Some(s)
             }
         }
     }
@@ -318,14 +326,12 @@ impl TestNode {
     }
 }
 
-impl Drop for TestNode {
+impl Drop for MioRunner {
     fn drop(&mut self) {
-        if let Inner::Mio(m) = &mut self.inner {
-            // The control queue ends here: the thread sees it, drops its node (sockets close
-            // at once, like a crash) and exits. Nothing here waits.
-            m.ctl.take();
-            let _ = m.handle.wake();
-        }
+        // The control queue ends here: the thread sees it, drops its node (sockets close at
+        // once, like a crash) and exits. Nothing here waits.
+        self.ctl.take();
+        let _ = self.handle.wake();
     }
 }
 
@@ -435,6 +441,7 @@ fn mio_thread(mut poll: Poll, mut node: MioNode, ctl: std_mpsc::Receiver<Ctl>) {
                         write_buffered_peak: s.adapter.write_buffered_peak,
                         connections: s.adapter.connections,
                         accepted: s.adapter.accepted,
+                        sends_waited: 0,
                     });
                 }
                 Ok(Ctl::Neighbors(reply)) => {

@@ -9,6 +9,9 @@ use std::time::Duration;
 use peerchannel_core::wire::{self, Connect, Frame, Hello};
 use peerchannel_tokio::{Config, MeshId, NodeId, PeerNode};
 
+pub mod adapters;
+pub mod embed;
+
 /// Generous bound for any condition a test waits on: long enough for a loaded 2-core machine,
 /// short enough that a real hang fails the test instead of the CI run.
 pub const PATIENCE: Duration = Duration::from_secs(30);
