@@ -20,7 +20,7 @@ use crate::stats::Stats;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
 use crate::uri::ChannelPath;
-use crate::wire::{self, Connect, Disconnect, Flood, Frame, Hello, Referral, Refuse, Welcome};
+use crate::wire::{self, Connect, Disconnect, Frame, Hello, Referral, Refuse, Welcome};
 
 /// Room beyond `link_queue_bytes` kept for control frames (Pong, reports, a final Disconnect),
 /// so a link full of floods can still be told goodbye.
@@ -686,8 +686,20 @@ impl Node {
                     return;
                 }
             };
+            // Floods on a neighbor link take the hot path: no Bytes for path or payload unless
+            // the payload is delivered.
+            if link.is_connected() && frame.first() == Some(&(wire::FrameType::Flood as u8)) {
+                match wire::decode_flood_head(&frame) {
+                    Ok(head) => self.on_flood(now, id, frame, head),
+                    Err(_) => {
+                        self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                        return;
+                    }
+                }
+                continue;
+            }
             match wire::decode_frame(&frame) {
-                Ok(decoded) => self.on_frame(now, id, frame, decoded),
+                Ok(decoded) => self.on_frame(now, id, decoded),
                 Err(e) => {
                     // A peer of another protocol version is incompatible, not hostile.
                     let reason = match e {
@@ -711,7 +723,7 @@ impl Node {
         self.rearm_link(id);
     }
 
-    fn on_frame(&mut self, now: Instant, id: LinkId, raw: Bytes, frame: Frame) {
+    fn on_frame(&mut self, now: Instant, id: LinkId, frame: Frame) {
         let Some(link) = self.links.get_mut(&id) else { return };
         match (link.state, frame) {
             (LinkState::Handshake { hello_received: false }, Frame::Hello(h)) => {
@@ -765,10 +777,6 @@ impl Node {
                 if link.utility.on_report(r).is_err() {
                     self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
                 }
-            }
-            // The frame bound leaves room for a long path; the payload has its own limit.
-            (LinkState::Connected, Frame::Flood(f)) if f.payload.len() <= self.cfg.max_message_size => {
-                self.on_flood(now, id, raw, f)
             }
             _ => self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local),
         }
@@ -1068,9 +1076,15 @@ impl Node {
 
     // ----- flooding -----------------------------------------------------------------------
 
-    fn on_flood(&mut self, now: Instant, from: LinkId, raw: Bytes, f: Flood) {
+    fn on_flood(&mut self, now: Instant, from: LinkId, raw: Bytes, f: wire::FloodHead) {
+        let payload_len = raw.len() - f.path_end;
+        // The frame bound leaves room for a long path; the payload has its own limit.
+        if payload_len > self.cfg.max_message_size {
+            self.end_link(now, from, CloseReason::ProtocolViolation, Ending::Local);
+            return;
+        }
         self.stats.floods_received += 1;
-        self.stats.payload_bytes_received += f.payload.len() as u64;
+        self.stats.payload_bytes_received += payload_len as u64;
         if let Some(rate) = self.cfg.max_floods_per_neighbor_per_sec {
             let Some(link) = self.links.get_mut(&from) else { return };
             if !link.flood_budget.take(now, rate) {
@@ -1106,7 +1120,7 @@ impl Node {
                     .push_back(Output::Event(Event::MessageDropped { id: f.id, reason: DropReason::HopLimitReached }));
             }
         }
-        match self.channels.get(&f.path[..]) {
+        match self.channels.get(&raw[wire::FLOOD_FIXED..f.path_end]) {
             Some(path) => {
                 self.stats.delivered += 1;
                 let hops = f.hop_limit - f.hops_left + 1;
@@ -1115,7 +1129,7 @@ impl Node {
                     origin: f.origin,
                     path: path.clone(),
                     hops,
-                    payload: f.payload,
+                    payload: raw.slice(f.path_end..),
                 }));
             }
             None => self.stats.no_channel += 1,

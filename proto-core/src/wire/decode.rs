@@ -116,27 +116,14 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
         FrameType::Want => Frame::Want(r.id_list()?),
         FrameType::Pong => Frame::Pong(r.u64()?),
         FrameType::Flood => {
-            // The hot path: the fixed header is read in place from one bounds-checked slice.
-            let h = frame.get(..FLOOD_FIXED).ok_or(DecodeError::Truncated)?;
-            let (hops_left, hop_limit) = (h[1], h[2]);
-            if hops_left == 0 || hops_left > hop_limit {
-                return Err(DecodeError::BadHops { hops_left, hop_limit });
-            }
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&h[3..19]);
-            let mut origin = [0u8; 8];
-            origin.copy_from_slice(&h[19..27]);
-            let origin = NodeId::new(u64::from_be_bytes(origin)).ok_or(DecodeError::ZeroNodeId)?;
-            let end = FLOOD_FIXED + usize::from(u16::from_be_bytes([h[27], h[28]]));
-            let path = frame.get(FLOOD_FIXED..end).ok_or(DecodeError::Truncated)?;
-            crate::uri::validate_path_bytes(path).map_err(|_| DecodeError::BadPath)?;
+            let h = decode_flood_head(frame)?;
             return Ok(Frame::Flood(Flood {
-                hops_left,
-                hop_limit,
-                id: MessageId(id),
-                origin,
-                path: frame.slice(FLOOD_FIXED..end),
-                payload: frame.slice(end..),
+                hops_left: h.hops_left,
+                hop_limit: h.hop_limit,
+                id: h.id,
+                origin: h.origin,
+                path: frame.slice(FLOOD_FIXED..h.path_end),
+                payload: frame.slice(h.path_end..),
             }));
         }
     };
@@ -144,6 +131,45 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
         return Err(DecodeError::TrailingBytes);
     }
     Ok(f)
+}
+
+/// The fields of a Flood frame before its payload, with the path located but not copied.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FloodHead {
+    /// Hops left, counting the one just made (≥ 1).
+    pub hops_left: u8,
+    /// The origin's hop limit.
+    pub hop_limit: u8,
+    /// The message's identity.
+    pub id: MessageId,
+    /// The origin.
+    pub origin: NodeId,
+    /// Where the path ends (and the payload begins) in the frame; the path starts at
+    /// [`FLOOD_FIXED`].
+    pub path_end: usize,
+}
+
+/// Decodes a Flood frame's fixed fields and checks its path, without creating any `Bytes`:
+/// the relay's hot path, which needs the path only to look up a local channel and the payload
+/// only to deliver it.
+pub fn decode_flood_head(frame: &[u8]) -> Result<FloodHead, DecodeError> {
+    let h = frame.get(..FLOOD_FIXED).ok_or(DecodeError::Truncated)?;
+    if h[0] != FrameType::Flood as u8 {
+        return Err(DecodeError::UnknownFrameType(h[0]));
+    }
+    let (hops_left, hop_limit) = (h[1], h[2]);
+    if hops_left == 0 || hops_left > hop_limit {
+        return Err(DecodeError::BadHops { hops_left, hop_limit });
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h[3..19]);
+    let mut origin = [0u8; 8];
+    origin.copy_from_slice(&h[19..27]);
+    let origin = NodeId::new(u64::from_be_bytes(origin)).ok_or(DecodeError::ZeroNodeId)?;
+    let path_end = FLOOD_FIXED + usize::from(u16::from_be_bytes([h[27], h[28]]));
+    let path = frame.get(FLOOD_FIXED..path_end).ok_or(DecodeError::Truncated)?;
+    crate::uri::validate_path_bytes(path).map_err(|_| DecodeError::BadPath)?;
+    Ok(FloodHead { hops_left, hop_limit, id: MessageId(id), origin, path_end })
 }
 
 /// Bounds-checked reads over the frame; only a flood's path and payload become `Bytes` (shared

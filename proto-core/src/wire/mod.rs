@@ -9,7 +9,7 @@ mod error;
 mod frame;
 
 pub(crate) use decode::{announced_len, Reader};
-pub use decode::{decode_frame, split_frame};
+pub use decode::{decode_flood_head, decode_frame, split_frame, FloodHead};
 pub(crate) use encode::put_addr;
 pub use encode::{encode_control, encode_flood, encode_flood_header, encode_forward_head};
 pub use error::DecodeError;
