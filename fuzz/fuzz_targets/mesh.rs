@@ -307,7 +307,7 @@ impl Net {
             Ev::DialArrives { from, gen, link, to } => {
                 let peer = self.slots[to].node.as_mut();
                 let accepted = peer.and_then(|n| {
-                    let remote = SocketAddr::from(([192, 168, 0, from as u8], 50_000 + link.0 as u16));
+                    let remote = SocketAddr::from(([192, 168, 0, from as u8], 50_000u16.wrapping_add(link.0 as u16)));
                     n.accept(self.now, remote).ok()
                 });
                 match accepted {
