@@ -47,6 +47,7 @@ pub mod flood;
 pub mod link;
 pub mod mesh;
 pub mod resolver;
+pub mod security;
 pub mod uri;
 pub mod wire;
 
