@@ -180,6 +180,9 @@ impl Config {
         if self.seen_capacity == 0 || self.seen_ttl.is_zero() {
             return Err(ConfigError::SeenCache);
         }
+        if self.recovery_window.is_some_and(|w| w > self.seen_ttl) {
+            return Err(ConfigError::RecoveryOutlivesSeen);
+        }
         let frame = crate::wire::LEN_PREFIX + crate::wire::max_frame_len(self.max_message_size);
         if self.link_queue_bytes < frame {
             return Err(ConfigError::LinkQueueTooSmall { queue: self.link_queue_bytes, frame });
@@ -244,5 +247,8 @@ mod tests {
         let mut c = cfg();
         c.hop_limit = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroHopLimit));
+        let mut c = cfg();
+        c.recovery_window = Some(c.seen_ttl * 2);
+        assert_eq!(c.validate(), Err(ConfigError::RecoveryOutlivesSeen));
     }
 }

@@ -24,6 +24,9 @@ pub enum ConfigError {
     ZeroHopLimit,
     /// The seen cache needs a non-zero capacity and time to live.
     SeenCache,
+    /// `recovery_window` is longer than `seen_ttl`: a recovered flood could arrive after its ID
+    /// was forgotten and be delivered twice.
+    RecoveryOutlivesSeen,
     /// The per-link queue cannot hold one largest frame.
     LinkQueueTooSmall {
         /// Configured queue bytes.
@@ -55,6 +58,9 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::ZeroHopLimit => write!(f, "hop_limit must be at least 1"),
             ConfigError::SeenCache => write!(f, "seen_capacity and seen_ttl must be non-zero"),
+            ConfigError::RecoveryOutlivesSeen => {
+                write!(f, "recovery_window must not exceed seen_ttl, or recovered messages could be delivered twice")
+            }
             ConfigError::LinkQueueTooSmall { queue, frame } => {
                 write!(f, "link_queue_bytes is {queue}; it must hold at least one largest frame ({frame} bytes)")
             }
