@@ -374,3 +374,68 @@ async fn twenty_nodes_join_through_the_service_alone_and_survive_its_restart() {
     assert_eq!(server.stats().records, 0, "graceful closes unregister");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_client_times_out_on_a_silent_service_and_follows_the_referral_policy() {
+    init_tracing();
+    use peerchannel_tokio::{ReferralPolicy, Resolver};
+    // A "service" that accepts and never answers: the request times out, it does not hang.
+    let silent = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let r = ServiceResolver::new(silent_addr).request_timeout(Duration::from_millis(300));
+    let started = tokio::time::Instant::now();
+    let e = r.resolve(&mesh_id("quiet"), 3).await.expect_err("no answer is an error");
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.stats().failures, 1);
+    holder.abort();
+
+    // Referral policy: Service asks the service; Share and DoNotShare decide locally.
+    for control_shape in [false, true] {
+        let cfg = ServerConfig {
+            registry: RegistryConfig { control_shape, ..RegistryConfig::default() },
+            summary_interval: None,
+            ..ServerConfig::default()
+        };
+        let server = ResolverServer::bind(loopback(), cfg).await.unwrap();
+        let addr = server.local_addr();
+        let asked = ServiceResolver::new(addr);
+        assert_eq!(asked.can_share_referrals().await.unwrap(), !control_shape);
+        let share = ServiceResolver::new(addr).referral_policy(ReferralPolicy::Share);
+        assert!(share.can_share_referrals().await.unwrap());
+        let never = ServiceResolver::new(addr).referral_policy(ReferralPolicy::DoNotShare);
+        assert!(!never.can_share_referrals().await.unwrap());
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_node_stops_refreshing_and_its_record_expires() {
+    init_tracing();
+    let cfg = ServerConfig {
+        registry: RegistryConfig { lifetime: Duration::from_secs(2), ..RegistryConfig::default() },
+        summary_interval: None,
+        ..ServerConfig::default()
+    };
+    let server = ResolverServer::bind(loopback(), cfg).await.unwrap();
+    let addr = server.local_addr();
+    let node = PeerNode::builder()
+        .config(fast_config("crash"))
+        .listen(loopback())
+        .resolver(ServiceResolver::new(addr))
+        .open_alone()
+        .open()
+        .await
+        .unwrap();
+    wait_until("registered", PATIENCE, || async { server.stats().records == 1 }).await;
+    // Dropped without close: no unregister, and no more refreshes either.
+    drop(node);
+    wait_until("the record expires", PATIENCE, || async { server.stats().records == 0 }).await;
+    server.shutdown().await;
+}
