@@ -94,7 +94,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     if let Some(s) = node.resolver_stats() {
         let how = match s.last {
-            Some(b) => format!("found through the {b}"),
+            Some(b) => format!("found through {b}"),
             None => "started alone".to_owned(),
         };
         println!("* {how} (service: {}, LAN discovery: {})", s.has_service, s.has_lan);

@@ -29,9 +29,9 @@ pub enum Backend {
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Backend::Service => "resolver service",
+            Backend::Service => "the resolver service",
             Backend::Lan => "LAN discovery",
-            Backend::Bootstrap => "bootstrap list",
+            Backend::Bootstrap => "the bootstrap list",
         })
     }
 }
