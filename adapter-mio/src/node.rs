@@ -605,7 +605,8 @@ impl MioNode {
             LISTENER => self.listener_readable = true,
             WAKER => {}
             _ => {
-                if let Some(c) = self.slots.get(slot - FIRST_CONN).copied().flatten().and_then(|l| self.conns.get_mut(&l))
+                if let Some(c) =
+                    self.slots.get(slot - FIRST_CONN).copied().flatten().and_then(|l| self.conns.get_mut(&l))
                 {
                     // Errors and hang-ups are found by the next read or write.
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -627,7 +628,8 @@ impl MioNode {
         if self.work {
             return Some(Instant::now());
         }
-        let mut next = self.node.poll_timeout().and_then(|d| self.origin.checked_add(Duration::from_nanos(d.as_nanos())));
+        let mut next =
+            self.node.poll_timeout().and_then(|d| self.origin.checked_add(Duration::from_nanos(d.as_nanos())));
         let mut consider = |d: Option<Instant>| {
             if let Some(d) = d {
                 next = Some(next.map_or(d, |n| n.min(d)));
