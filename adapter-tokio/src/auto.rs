@@ -65,10 +65,17 @@ struct Inner {
     by_bootstrap: AtomicU64,
     unanswered: AtomicU64,
     last: Mutex<Option<Backend>>,
+    /// After the service fails, resolves go straight to the next backend until then, so a
+    /// down service (whose connect may take its whole timeout) does not delay every join.
+    service_down_until: Mutex<Option<tokio::time::Instant>>,
 }
 
+/// How long Auto mode skips a resolver service that failed.
+pub const SERVICE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The Auto-mode resolver: service, else LAN discovery, else the bootstrap list. Built by the
-/// node's builder when no resolver is given; also usable directly.
+/// node's builder when no resolver is given; also usable directly. A service that fails is
+/// skipped for [`SERVICE_RETRY_AFTER`], then asked again.
 #[derive(Clone)]
 pub struct AutoResolver {
     inner: Arc<Inner>,
@@ -97,6 +104,7 @@ impl AutoResolver {
                 by_bootstrap: AtomicU64::new(0),
                 unanswered: AtomicU64::new(0),
                 last: Mutex::new(None),
+                service_down_until: Mutex::new(None),
             }),
         }
     }
@@ -138,7 +146,13 @@ impl AutoResolver {
 
     async fn resolve_in_order(self, mesh: MeshId, max: usize) -> io::Result<Vec<SocketAddr>> {
         let mut last_err = None;
-        if let Some(s) = &self.inner.service {
+        let skip_service = self
+            .inner
+            .service_down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| tokio::time::Instant::now() < t);
+        if let Some(s) = self.inner.service.as_ref().filter(|_| !skip_service) {
             match s.resolve(&mesh, max).await {
                 Ok(a) if !a.is_empty() => {
                     self.answered(Backend::Service, &mesh, a.len());
@@ -146,7 +160,9 @@ impl AutoResolver {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::debug!(error = %e, "resolver service failed; trying LAN discovery");
+                    tracing::debug!(error = %e, "resolver service failed; trying the next backend");
+                    *self.inner.service_down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(tokio::time::Instant::now() + SERVICE_RETRY_AFTER);
                     last_err = Some(e);
                 }
             }

@@ -65,7 +65,7 @@ pub mod service;
 mod service_client;
 mod stats;
 
-pub use auto::{AutoResolver, AutoStats, Backend};
+pub use auto::{AutoResolver, AutoStats, Backend, SERVICE_RETRY_AFTER};
 pub use channel::{Channel, ChannelSender};
 pub use error::Error;
 pub use events::EventStream;

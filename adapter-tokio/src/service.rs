@@ -37,8 +37,12 @@ use tokio::time::Instant;
 pub struct ServerConfig {
     /// Lifetimes and quotas of the directory.
     pub registry: RegistryConfig,
-    /// Connections served at once; more are accepted and closed at once. Default 10,000.
+    /// Connections served at once; more are accepted and closed at once. Default 10,000 (the
+    /// process's file descriptor limit, `ulimit -n`, must allow it).
     pub max_connections: usize,
+    /// Connections from one IP address at once, so one host cannot take every slot.
+    /// Default 1,000.
+    pub max_connections_per_ip: usize,
     /// A connection on which no whole request arrived for this long is closed (this also
     /// bounds how long a client trickling bytes can hold a slot). Default 120 s.
     pub idle_timeout: Duration,
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
         ServerConfig {
             registry: RegistryConfig::default(),
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             idle_timeout: Duration::from_secs(120),
             max_buffered_replies: 64 * 1024,
             summary_interval: Some(Duration::from_secs(60)),
@@ -69,7 +74,8 @@ pub struct ServerStats {
     pub connections: usize,
     /// Connections accepted since start.
     pub accepted: u64,
-    /// Connections closed at once because `max_connections` were open.
+    /// Connections closed at once because `max_connections` (or `max_connections_per_ip` for
+    /// their address) were open.
     pub refused: u64,
     /// Connections closed for a malformed request or frame.
     pub closed_bad: u64,
@@ -110,6 +116,7 @@ struct Shared {
     service: Mutex<ResolverService>,
     origin: Instant,
     connections: AtomicUsize,
+    per_ip: Mutex<std::collections::HashMap<IpAddr, usize>>,
     accepted: AtomicU64,
     refused: AtomicU64,
     closed_bad: AtomicU64,
@@ -211,6 +218,7 @@ impl ResolverServer {
             service: Mutex::new(ResolverService::new(Registry::new(config.registry.clone(), secret))),
             origin: Instant::now(),
             connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(std::collections::HashMap::new()),
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             closed_bad: AtomicU64::new(0),
@@ -284,11 +292,35 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, config: ServerC
                         drop(stream);
                         continue;
                     };
+                    let ip = peer.ip();
+                    let admitted = {
+                        let mut m = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                        let n = m.entry(ip).or_insert(0);
+                        if *n >= config.max_connections_per_ip {
+                            false
+                        } else {
+                            *n += 1;
+                            true
+                        }
+                    };
+                    if !admitted {
+                        shared.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, "connection refused: max_connections_per_ip reached");
+                        continue;
+                    }
                     let (shared, config) = (shared.clone(), config.clone());
                     conns.spawn(async move {
                         shared.connections.fetch_add(1, Ordering::Relaxed);
                         serve(stream, peer, &shared, &config).await;
                         shared.connections.fetch_sub(1, Ordering::Relaxed);
+                        let mut m = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(n) = m.get_mut(&ip) {
+                            *n -= 1;
+                            if *n == 0 {
+                                m.remove(&ip);
+                            }
+                        }
+                        drop(m);
                         drop(permit);
                     });
                 }
@@ -359,13 +391,12 @@ async fn serve_inner(stream: &mut TcpStream, source: IpAddr, shared: &Shared, co
     loop {
         // Bounded: at most one partial frame is carried over, plus one chunk.
         buf.reserve(READ_CHUNK);
-        let n = match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => return End::Idle,
             Ok(Err(e)) => return End::Io(e),
             Ok(Ok(0)) => return End::Eof,
-            Ok(Ok(n)) => n,
-        };
-        let _ = n;
+            Ok(Ok(_)) => {}
+        }
         let mut pending = buf.split().freeze();
         let mut bad = false;
         loop {

@@ -439,3 +439,30 @@ async fn a_crashed_node_stops_refreshing_and_its_record_expires() {
     wait_until("the record expires", PATIENCE, || async { server.stats().records == 0 }).await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_slot() {
+    init_tracing();
+    let cfg = ServerConfig { max_connections_per_ip: 3, summary_interval: None, ..ServerConfig::default() };
+    let server = ResolverServer::bind(loopback(), cfg).await.unwrap();
+    let addr = server.local_addr();
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut c = Raw::connect(addr).await;
+        c.send_all(&[Request::GetServiceInfo { req: i + 1 }]).await;
+        assert!(matches!(c.reply().await, Some(Reply::ServiceInfo { .. })));
+        held.push(c);
+    }
+    let mut extra = Raw::connect(addr).await;
+    assert!(extra.closed().await, "a fourth connection from the same address is closed at once");
+    assert_eq!(server.stats().refused, 1);
+    // The held connections are still served, and a slot frees when one closes.
+    held[0].send_all(&[Request::GetServiceInfo { req: 9 }]).await;
+    assert!(matches!(held[0].reply().await, Some(Reply::ServiceInfo { req: 9, .. })));
+    drop(held.pop());
+    wait_until("a slot frees", PATIENCE, || async { server.stats().connections == 2 }).await;
+    let mut again = Raw::connect(addr).await;
+    again.send_all(&[Request::GetServiceInfo { req: 10 }]).await;
+    assert!(matches!(again.reply().await, Some(Reply::ServiceInfo { req: 10, .. })));
+    server.shutdown().await;
+}

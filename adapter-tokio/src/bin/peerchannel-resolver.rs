@@ -48,6 +48,9 @@ struct Args {
     /// Connections served at once.
     #[arg(long, default_value_t = ServerConfig::default().max_connections)]
     max_connections: usize,
+    /// Connections from one IP address at once.
+    #[arg(long, default_value_t = ServerConfig::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
     /// Seconds a connection may go without a whole request before it is closed.
     #[arg(long, default_value_t = 120)]
     idle_secs: u64,
@@ -78,6 +81,7 @@ async fn main() {
     let config = ServerConfig {
         registry,
         max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
         idle_timeout: Duration::from_secs(args.idle_secs.max(1)),
         summary_interval: (summary_secs > 0).then(|| Duration::from_secs(summary_secs)),
         ..ServerConfig::default()
