@@ -314,7 +314,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A [`Resolver`] that finds members of a mesh on the local network by UDP multicast, with
-/// no server. See the [module docs](self) for the protocol and its limits.
+/// no server.
+///
+/// Registered nodes answer queries for their mesh; [`resolve`](Resolver::resolve) sends a
+/// query to the group and gathers unicast answers for [`LanConfig::query_window`]. Queries
+/// per source and answers per second are rate limited and answers jittered (see
+/// [`LanConfig`]); the wire format is [`LanPacket`](crate::LanPacket).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
