@@ -34,13 +34,17 @@ pub enum Command {
     Close,
 }
 
-/// A running embedded node: its ID, where it listens, its (bounded) command queue.
-#[allow(missing_docs)]
+/// A running embedded node.
 pub struct Embedded {
+    /// Its node ID.
     pub id: NodeId,
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Its command queue (bounded: senders wait while the node is backed up).
     pub commands: Sender<Command>,
 }
+
+type Socket = Arc<Async<TcpStream>>;
 
 enum Ev {
     Cmd(Command),
@@ -81,7 +85,7 @@ struct Driver {
     spawn: Spawn,
     ev_tx: Sender<Ev>,
     /// Per link: its socket (to shut down) and its writer's bounded queue (None once closing).
-    links: HashMap<LinkId, (Arc<Async<TcpStream>>, Option<Sender<Bytes>>)>,
+    links: HashMap<LinkId, (Socket, Option<Sender<Bytes>>)>,
 }
 
 impl Driver {
