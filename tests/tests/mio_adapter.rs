@@ -388,3 +388,41 @@ async fn a_flood_of_inbound_connections_beyond_the_limit_is_refused_and_neighbor
         n.close().await;
     }
 }
+
+#[test]
+fn an_external_resolver_answers_the_cores_requests() {
+    init_tracing();
+    let mut poll = Poll::new().expect("poll");
+    let mut events = Events::with_capacity(256);
+    let c = fast_config("mioresolve");
+    let mut a = MioNode::builder()
+        .config(c.clone())
+        .seed(31)
+        .listen(loopback())
+        .open_alone()
+        .tokens(10, 8)
+        .open(poll.registry())
+        .expect("a");
+    // No bootstrap list: b asks its resolver, which this loop answers with a's address.
+    let mut b = MioNode::builder()
+        .config(c)
+        .seed(32)
+        .listen(loopback())
+        .external_resolver()
+        .tokens(20, 8)
+        .open(poll.registry())
+        .expect("b opens with only a resolver");
+    let a_addr = a.local_addr();
+    let mut asked = 0;
+    run_until(&mut poll, &mut events, &mut [&mut a, &mut b], "b joins through the resolver", |n| {
+        let requests: Vec<_> = n[1].resolve_requests().collect();
+        for r in requests {
+            assert_eq!(r.mesh.as_str(), "mioresolve");
+            asked += 1;
+            n[1].resolved(r.id, Some(vec![a_addr]));
+        }
+        n[1].is_online()
+    });
+    assert!(asked >= 1, "the core never asked");
+    assert_eq!(b.stats().core.resolves, asked, "every request was carried");
+}
