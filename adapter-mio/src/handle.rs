@@ -34,8 +34,8 @@ impl fmt::Debug for Commands {
     }
 }
 
-/// A `Send + Sync + Clone` handle through which any thread can send into a [`MioNode`]
-/// (crate::MioNode) or ask it to close, without touching the node itself.
+/// A `Send + Sync + Clone` handle through which any thread can send into a
+/// [`MioNode`](crate::MioNode) or ask it to close, without touching the node itself.
 ///
 /// Commands go through a bounded queue ([`Builder::handle_capacity`](crate::Builder::handle_capacity));
 /// when it is full, [`send`](Self::send) returns [`Error::WouldBlock`] instead of buffering
