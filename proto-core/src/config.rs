@@ -44,6 +44,11 @@ pub struct Config {
     pub prune_slack: usize,
     /// Referrals sent in a Welcome, Refuse or Disconnect. Default 10, the protocol's maximum.
     pub max_referrals: usize,
+    /// Whether this node hands out and learns referrals. `false` when a resolver service
+    /// controls the mesh's shape (the original's `ControlMeshShape`): the node then sends
+    /// empty referral lists and ignores received ones (counted in `Stats::referrals_ignored`),
+    /// and finds candidates through its resolver alone. Default true.
+    pub share_referrals: bool,
     /// Addresses kept for later dialing. Default 50 (the original's).
     pub referral_cache_size: usize,
     /// Addresses asked of the resolver per request. Default 3 (the original's).
@@ -130,6 +135,7 @@ impl Config {
             max_neighbors: 7,
             prune_slack: 1,
             max_referrals: 10,
+            share_referrals: true,
             referral_cache_size: 50,
             resolve_max_addresses: 3,
             resolve_attempts: 2,

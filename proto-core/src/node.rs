@@ -859,6 +859,10 @@ impl Node {
     }
 
     fn learn_referrals(&mut self, referrals: &[Referral]) {
+        if !self.cfg.share_referrals {
+            self.stats.referrals_ignored += referrals.len() as u64;
+            return;
+        }
         for r in referrals {
             if r.node != self.id && !self.cfg.listen_addrs.contains(&r.addr) && mesh::is_dialable(r.addr) {
                 self.maintainer.cache.insert(r.addr, Some(r.node));
@@ -870,6 +874,9 @@ impl Node {
 
     /// Up to `max_referrals` random neighbors other than the one on `exclude`.
     fn referrals_for(&mut self, exclude: LinkId) -> Vec<Referral> {
+        if !self.cfg.share_referrals {
+            return Vec::new();
+        }
         let mut all: Vec<Referral> = self
             .links
             .values()

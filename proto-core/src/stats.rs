@@ -52,6 +52,8 @@ pub struct Stats {
     /// Referrals ignored: this node, unroutable addresses (unspecified, multicast, broadcast,
     /// port 0).
     pub referrals_rejected: u64,
+    /// Referrals ignored because `share_referrals` is off.
+    pub referrals_ignored: u64,
     /// Recovery: message IDs asked of new neighbors (missed while cut off).
     pub recovery_wanted: u64,
     /// Recovery: stored floods resent to new neighbors that asked.

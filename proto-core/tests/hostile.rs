@@ -495,3 +495,32 @@ fn transmit_in_batches_respects_the_byte_limit_and_order() {
     }
     assert_eq!(floods, 5);
 }
+
+#[test]
+fn with_referral_sharing_off_none_are_sent_or_learned() {
+    let mut f = Fixture::with(|c| c.share_referrals = false);
+    let a = f.inbound(0x7600);
+    let b = f.node.accept(f.now, "10.9.0.99:5000".parse().unwrap()).unwrap();
+    f.feed(b, cat(&[hello("soccerpals"), connect(0x7700)]));
+    // b's Welcome would normally refer it to the healthy neighbor and to a.
+    let mut sent = Vec::new();
+    while let Some(c) = f.node.poll_transmit(b, usize::MAX) {
+        sent.push(c);
+    }
+    let mut wire = cat(&sent);
+    let mut welcomed = false;
+    while let Some(fr) = split_frame(&mut wire, 1 << 20).unwrap() {
+        if let Frame::Welcome(w) = decode_frame(&fr).unwrap() {
+            assert!(w.referrals.is_empty());
+            welcomed = true;
+        }
+    }
+    assert!(welcomed);
+    let referrals = vec![Referral { node: nid(0x9999), addr: "10.5.5.6:1".parse().unwrap() }];
+    f.feed(a, frame(&Frame::Disconnect(Disconnect { reason: CloseReason::LeavingMesh, referrals })));
+    assert_eq!(f.node.stats().referrals_ignored, 1);
+    assert!(!f
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::Dial { addr, .. } if *addr == "10.5.5.6:1".parse::<SocketAddr>().unwrap())));
+}

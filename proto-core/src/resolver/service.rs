@@ -48,6 +48,12 @@ impl ResolverService {
         &self.registry
     }
 
+    /// Drops expired records now (every request does this too; call it on a timer so an idle
+    /// service's memory and counts stay current).
+    pub fn expire(&mut self, now: Instant) {
+        self.registry.expire(now);
+    }
+
     /// Counters.
     pub fn stats(&self) -> &ServiceStats {
         &self.stats
