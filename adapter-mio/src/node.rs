@@ -245,6 +245,7 @@ impl Builder {
             resolve_requests: VecDeque::new(),
             inputs: VecDeque::new(),
             read_buf: BytesMut::new(),
+            tx_scratch: Vec::new(),
             commands: None,
             phase: Phase::Running,
             work: false,
@@ -370,6 +371,8 @@ pub struct MioNode {
     resolve_requests: VecDeque<ResolveRequest>,
     inputs: VecDeque<Input>,
     read_buf: BytesMut,
+    /// Chunks taken from the core in one call, before they join a connection's queue.
+    tx_scratch: Vec<Bytes>,
     commands: Option<Commands>,
     phase: Phase,
     /// Work is pending (writes after a send, a spent round budget): the deadline is now.
@@ -1030,12 +1033,12 @@ impl MioNode {
                 // Bytes stay in the core's bounded queue (where its backpressure and
                 // slow-neighbor rules see them) until the socket can take them.
                 while c.core_has_more && c.out_bytes < window {
-                    match self.node.poll_transmit(link, window - c.out_bytes) {
-                        Some(b) => {
-                            c.out_bytes += b.len();
-                            c.out.push_back(b);
+                    match self.node.poll_transmit_into(link, window - c.out_bytes, &mut self.tx_scratch) {
+                        0 => c.core_has_more = false,
+                        n => {
+                            c.out_bytes += n;
+                            c.out.extend(self.tx_scratch.drain(..));
                         }
-                        None => c.core_has_more = false,
                     }
                 }
                 self.stats.write_buffered_peak = self.stats.write_buffered_peak.max(c.out_bytes);
