@@ -7,7 +7,8 @@
 //! it hang until the dialer's connect timeout), heals and runs of virtual time.
 //!
 //! Checked throughout:
-//! - every node's `check_invariants()` after every event;
+//! - a node's `check_invariants()` after every event it handles, and every node's after every
+//!   scenario step;
 //! - at most once: no node delivers a message twice (while its seen cache guarantees to
 //!   remember it), and no node gets its own message back;
 //! - exactly once among nodes connected throughout: after each send the network runs a quiet
@@ -281,6 +282,9 @@ impl Net {
                     assert!(next > self.now, "slot {i}: deadline {next:?} not after handle_timeout({:?})", self.now);
                 }
                 self.drain(i);
+                if let Err(e) = self.slots[i].node.as_ref().unwrap().check_invariants() {
+                    panic!("slot {i}: {e}");
+                }
             } else {
                 let Reverse((t, k)) = *self.queue.peek().unwrap();
                 if t > until {
@@ -295,14 +299,16 @@ impl Net {
         self.now = until;
     }
 
+    /// Applies one event; checks the invariants of the node it touched.
     fn apply(&mut self, ev: Ev) {
-        match ev {
+        let touched = match ev {
             Ev::Input { slot, gen, input } => {
                 if !self.alive(slot, gen) {
                     return;
                 }
                 self.slots[slot].node.as_mut().unwrap().handle_input(self.now, input);
                 self.drain(slot);
+                slot
             }
             Ev::DialArrives { from, gen, link, to } => {
                 let peer = self.slots[to].node.as_mut();
@@ -340,10 +346,13 @@ impl Net {
                         self.schedule(self.now + LATENCY, Ev::Input { slot: from, gen, input });
                     }
                 }
+                to
             }
-        }
-        if let Err(e) = self.check_invariants() {
-            panic!("{e}");
+        };
+        if let Some(n) = &self.slots[touched].node {
+            if let Err(e) = n.check_invariants() {
+                panic!("slot {touched}: {e}");
+            }
         }
     }
 
