@@ -1,7 +1,9 @@
 //! What only the mio adapter has: nodes and the application's own sockets sharing one
 //! user-owned `Poll` under separate token ranges, non-blocking `send` with `WouldBlock`,
 //! write interest only while bytes wait, the cross-thread `Handle`, the token range as a
-//! connection limit, and a flood of inbound connections beyond the configured limit.
+//! connection limit, a flood of inbound connections beyond the configured limit, an external
+//! resolver answered by the loop, bounded channel queues for a slow application, and reads
+//! paused upstream of a slow reader instead of evicting it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream as StdStream;
@@ -425,4 +427,127 @@ fn an_external_resolver_answers_the_cores_requests() {
     });
     assert!(asked >= 1, "the core never asked");
     assert_eq!(b.stats().core.resolves, asked, "every request was carried");
+}
+
+#[test]
+fn a_slow_application_gets_a_bounded_channel_queue_and_counted_drops() {
+    init_tracing();
+    let mut poll = Poll::new().expect("poll");
+    let mut events = Events::with_capacity(256);
+    let c = fast_config("mioslowapp");
+    let mut a = MioNode::builder()
+        .config(c.clone())
+        .seed(41)
+        .listen(loopback())
+        .open_alone()
+        .tokens(10, 8)
+        .open(poll.registry())
+        .expect("a");
+    let mut b = MioNode::builder()
+        .config(c)
+        .seed(42)
+        .listen(loopback())
+        .bootstrap([a.local_addr()])
+        .tokens(20, 8)
+        .channel_capacity(16)
+        .deliver_timeout(Duration::from_millis(50))
+        .open(poll.registry())
+        .expect("b");
+    let feed = path("/feed");
+    b.open_channel(&feed);
+    run_until(&mut poll, &mut events, &mut [&mut a, &mut b], "a and b are neighbors", |n| n[0].is_online());
+    const MESSAGES: u32 = 500;
+    for seq in 0..MESSAGES {
+        while let Err(e) = a.send(&feed, seq.to_be_bytes().to_vec()) {
+            assert!(matches!(e, Error::WouldBlock), "send failed: {e}");
+            round(&mut poll, &mut events, &mut [&mut a, &mut b], &mut |_| {});
+        }
+    }
+    // b's application never reads meanwhile.
+    run_until(&mut poll, &mut events, &mut [&mut a, &mut b], "b's core delivered everything", |n| {
+        n[1].stats().core.delivered == u64::from(MESSAGES) && n[1].stats().adapter.channel_queued == 16
+    });
+    let s = b.stats();
+    assert_eq!(s.adapter.delivered, 16, "the queue holds exactly its capacity");
+    assert_eq!(s.adapter.deliveries_dropped, u64::from(MESSAGES) - 16, "every other message is dropped, counted");
+    assert!(s.adapter.delivery_stalls >= 1, "the node first paused reading for the application");
+    let mut ch = b.channel("/feed").expect("path");
+    assert_eq!((ch.queued(), ch.dropped()), (16, u64::from(MESSAGES) - 16));
+    for seq in 0..16u32 {
+        let m = ch.try_recv().expect("queued message");
+        assert_eq!(&m.payload[..], &seq.to_be_bytes(), "the oldest are kept, in order");
+    }
+    assert!(ch.try_recv().is_none());
+    // Once the application has caught up, delivery resumes.
+    a.send(&feed, &b"after"[..]).expect("send");
+    run_until(&mut poll, &mut events, &mut [&mut a, &mut b], "a later message arrives", |n| {
+        n[1].try_recv(&feed).is_some_and(|m| &m.payload[..] == b"after")
+    });
+}
+
+#[test]
+fn forwarded_traffic_to_a_slow_reader_pauses_reads_upstream_instead_of_evicting_it() {
+    init_tracing();
+    let mut poll = Poll::new().expect("poll");
+    let mut events = Events::with_capacity(1024);
+    // A chain A - B - C: everything from A reaches C through B.
+    let shape = |min, ideal, max| {
+        let mut c = fast_config("miochain");
+        c.refresh_interval = None;
+        (c.min_neighbors, c.ideal_neighbors, c.max_neighbors) = (min, ideal, max);
+        c
+    };
+    let patient = Duration::from_secs(10);
+    let open = |b: peerchannel_mio::Builder, poll: &Poll| b.listen(loopback()).open(poll.registry()).expect("opens");
+    let mut a = open(MioNode::builder().config(shape(1, 1, 1)).seed(51).open_alone().tokens(10, 8), &poll);
+    let mut b = open(
+        MioNode::builder()
+            .config(shape(1, 2, 2))
+            .seed(52)
+            .bootstrap([a.local_addr()])
+            .forward_wait(patient)
+            .tokens(20, 8),
+        &poll,
+    );
+    let mut c = open(
+        MioNode::builder()
+            .config(shape(1, 1, 1))
+            .seed(53)
+            .bootstrap([b.local_addr()])
+            .channel_capacity(64)
+            .deliver_timeout(patient)
+            .tokens(30, 8),
+        &poll,
+    );
+    let chain = path("/chain");
+    c.open_channel(&chain);
+    run_until(&mut poll, &mut events, &mut [&mut a, &mut b, &mut c], "B has both neighbors", |n| {
+        n[1].neighbors().len() == 2
+    });
+    const MESSAGES: u32 = 1500;
+    let (mut sent, mut next) = (0u32, 0u32);
+    run_until(&mut poll, &mut events, &mut [&mut a, &mut b, &mut c], "C receives everything in order", |n| {
+        while sent < MESSAGES {
+            let mut payload = vec![0u8; 16 * 1024];
+            payload[..4].copy_from_slice(&sent.to_be_bytes());
+            match n[0].send(&chain, payload) {
+                Ok(_) => sent += 1,
+                Err(Error::WouldBlock) => break,
+                Err(e) => panic!("send failed: {e}"),
+            }
+        }
+        // C's application is slow: a few messages per round.
+        for _ in 0..4 {
+            let Some(m) = n[2].try_recv(&chain) else { break };
+            assert_eq!(&m.payload[..4], &next.to_be_bytes(), "in order, none missing");
+            next += 1;
+        }
+        next == MESSAGES
+    });
+    let (sa, sb, sc) = (a.stats(), b.stats(), c.stats());
+    assert_eq!(sb.core.closed_for(CloseReason::NodeTooSlow), 0, "the slow reader was evicted");
+    assert!(sb.adapter.forward_stalls >= 1, "B never held back its reads");
+    assert!(sa.adapter.sends_would_block >= 1, "backpressure did not reach the sender");
+    assert_eq!(sc.adapter.deliveries_dropped, 0);
+    assert!(sc.adapter.delivery_stalls >= 1, "C never paused for its application");
 }
