@@ -128,8 +128,6 @@ pub(crate) struct Driver {
     stall_deadline: Option<Instant>,
     /// When reading paused because a neighbor's queue could not take another largest flood.
     congested_since: Option<Instant>,
-    /// A path for asking the core whether a largest flood would fit every neighbor's queue.
-    probe_path: Option<ChannelPath>,
     events: Vec<Arc<Mailbox<Event>>>,
     inputs: VecDeque<Input>,
     timer: Pin<Box<Sleep>>,
@@ -177,7 +175,6 @@ impl Driver {
             stalled: VecDeque::new(),
             stall_deadline: None,
             congested_since: None,
-            probe_path: ChannelPath::new("/").ok(),
             events: Vec::new(),
             inputs: VecDeque::new(),
             timer: Box::pin(tokio::time::sleep_until(now)),
@@ -443,8 +440,7 @@ impl Driver {
     /// neighbor that is slow but alive keeps up. A pause lasts at most `forward_wait`; after
     /// that the node reads on and the core's eviction bounds memory as usual.
     fn forward_congested(&mut self) -> bool {
-        let largest = self.node.config().max_message_size + peerchannel_core::uri::MAX_PATH_LEN;
-        let room = self.probe_path.as_ref().is_none_or(|p| self.node.can_send(p, largest));
+        let room = self.node.has_forward_room();
         if self.settings.forward_wait.is_zero() || room {
             self.congested_since = None;
             return false;
