@@ -4,7 +4,7 @@
 //! A node that registers answers queries for its mesh; a node that resolves sends a query to
 //! the group (IPv4 `239.255.77.77`, IPv6 link-local `ff02::7767`, port 7767 by default) from
 //! a fresh ephemeral socket and gathers the answers that come back to it by unicast for a
-//! short window. The format is below ([`Packet`]); every packet is validated (magic,
+//! short window. The format is the core's [`LanPacket`]; every packet is validated (magic,
 //! version, size, a valid mesh ID, at most [`MAX_RECORDS`] records of at most
 //! [`MAX_ADDRS`] dialable addresses) and anything else is dropped and counted.
 //!
@@ -13,8 +13,8 @@
 //! and capped per second overall, and a node sends at most one query per mesh per
 //! [`LanConfig::min_query_interval`].
 //!
-//! The packet format and the rate limits are decisions that belong in the sans-IO core
-//! (`resolver/lan.rs`); they live here until the core has them.
+//! The packet format and the rate limits are the sans-IO core's (`resolver::lan`); this module
+//! owns only the sockets and the tasks.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -31,16 +31,8 @@ use tokio::time::Instant;
 
 use crate::resolver::{BoxFuture, Resolver};
 
-/// Largest LAN discovery packet.
-pub const MAX_PACKET: usize = 1200;
-/// Records in one answer at most.
-pub const MAX_RECORDS: usize = 8;
-/// Addresses per record at most.
-pub const MAX_ADDRS: usize = 8;
-const MAGIC: [u8; 4] = *b"PCLD";
-const VERSION: u8 = 1;
-const KIND_QUERY: u8 = 1;
-const KIND_ANSWER: u8 = 2;
+pub use peerchannel_core::resolver::lan::{LanPacket, MAX_ADDRS, MAX_PACKET, MAX_RECORDS};
+use peerchannel_core::resolver::lan::{QueryPacer, SourceLimiter};
 
 /// Settings of LAN discovery. All nodes of a mesh on a LAN must agree on group and port.
 #[derive(Clone, Debug)]
@@ -116,197 +108,25 @@ struct Counters {
     rate_limited: AtomicU64,
 }
 
-/// A LAN discovery packet. Wire format (big-endian):
-///
-/// ```text
-/// "PCLD" | version u8 = 1 | kind u8 (1 query, 2 answer) | query id u32 | sender u64
-/// | mesh length u8 | mesh ID (ASCII)
-/// query:  max records u8
-/// answer: records u8 (<= 8), each: node u64 | addresses u8 (<= 8),
-///         each: family u8 (4 or 6) | IP (4 or 16 bytes) | port u16
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Packet {
-    /// Who is in `mesh`? Answers go back by unicast to the query's source.
-    Query {
-        /// Matches answers to the query.
-        id: u32,
-        /// The querying resolver (random per process), so it ignores itself.
-        sender: u64,
-        /// The mesh.
-        mesh: MeshId,
-        /// Records wanted.
-        max: u8,
-    },
-    /// Members of `mesh` that the answering resolver registered.
-    Answer {
-        /// The query answered.
-        id: u32,
-        /// The answering resolver.
-        sender: u64,
-        /// The mesh.
-        mesh: MeshId,
-        /// Node and its listen addresses.
-        records: Vec<(u64, Vec<SocketAddr>)>,
-    },
-}
-
-fn dialable(a: &SocketAddr) -> bool {
-    let ip = a.ip();
-    let bcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    a.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !bcast
-}
-
-impl Packet {
-    /// Encodes the packet; records and addresses beyond the limits are left out.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128);
-        let (kind, id, sender, mesh) = match self {
-            Packet::Query { id, sender, mesh, .. } => (KIND_QUERY, id, sender, mesh),
-            Packet::Answer { id, sender, mesh, .. } => (KIND_ANSWER, id, sender, mesh),
-        };
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.push(kind);
-        out.extend_from_slice(&id.to_be_bytes());
-        out.extend_from_slice(&sender.to_be_bytes());
-        out.push(mesh.as_str().len() as u8);
-        out.extend_from_slice(mesh.as_str().as_bytes());
-        match self {
-            Packet::Query { max, .. } => out.push(*max),
-            Packet::Answer { records, .. } => {
-                let records = &records[..records.len().min(MAX_RECORDS)];
-                out.push(records.len() as u8);
-                for (node, addrs) in records {
-                    out.extend_from_slice(&node.to_be_bytes());
-                    let addrs = &addrs[..addrs.len().min(MAX_ADDRS)];
-                    out.push(addrs.len() as u8);
-                    for a in addrs {
-                        match a.ip() {
-                            IpAddr::V4(ip) => {
-                                out.push(4);
-                                out.extend_from_slice(&ip.octets());
-                            }
-                            IpAddr::V6(ip) => {
-                                out.push(6);
-                                out.extend_from_slice(&ip.octets());
-                            }
-                        }
-                        out.extend_from_slice(&a.port().to_be_bytes());
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Decodes and validates a packet; `None` for anything malformed.
-    pub fn decode(b: &[u8]) -> Option<Packet> {
-        if b.len() > MAX_PACKET {
-            return None;
-        }
-        let mut r = Cursor { b, pos: 0 };
-        if r.take(4)? != MAGIC || r.u8()? != VERSION {
-            return None;
-        }
-        let kind = r.u8()?;
-        let id = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
-        let sender = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
-        let len = usize::from(r.u8()?);
-        let name = std::str::from_utf8(r.take(len)?).ok()?;
-        let mesh = MeshId::new(name).ok().filter(|m| m.as_str() == name)?;
-        let p = match kind {
-            KIND_QUERY => Packet::Query { id, sender, mesh, max: r.u8()? },
-            KIND_ANSWER => {
-                let n = usize::from(r.u8()?);
-                if n > MAX_RECORDS {
-                    return None;
-                }
-                let mut records = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let node = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
-                    let k = usize::from(r.u8()?);
-                    if k > MAX_ADDRS || node == 0 {
-                        return None;
-                    }
-                    let mut addrs = Vec::with_capacity(k);
-                    for _ in 0..k {
-                        let ip = match r.u8()? {
-                            4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(r.take(4)?).ok()?)),
-                            6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(r.take(16)?).ok()?)),
-                            _ => return None,
-                        };
-                        let port = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
-                        let a = SocketAddr::new(ip, port);
-                        if !dialable(&a) {
-                            return None;
-                        }
-                        addrs.push(a);
-                    }
-                    records.push((node, addrs));
-                }
-                Packet::Answer { id, sender, mesh, records }
-            }
-            _ => return None,
-        };
-        (r.pos == b.len()).then_some(p)
-    }
-}
-
-struct Cursor<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.b.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|s| s[0])
-    }
-}
-
-/// A token bucket per source address, the table bounded: when full, the oldest half goes.
-struct SourceLimiter {
-    per_sec: f64,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
-}
-
-const MAX_SOURCES: usize = 4096;
-
-impl SourceLimiter {
-    fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if self.buckets.len() >= MAX_SOURCES && !self.buckets.contains_key(&ip) {
-            let mut ages: Vec<Instant> = self.buckets.values().map(|v| v.1).collect();
-            ages.sort_unstable();
-            let cut = ages[ages.len() / 2];
-            self.buckets.retain(|_, v| v.1 > cut);
-        }
-        let cap = self.per_sec.max(1.0);
-        let (tokens, at) = self.buckets.entry(ip).or_insert((cap, now));
-        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_sec).min(cap);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 struct Inner {
     cfg: LanConfig,
     sender: u64,
     /// What this resolver answers for: (mesh, node) → listen addresses.
     entries: Mutex<HashMap<(MeshId, NodeId), Vec<SocketAddr>>>,
-    last_query: Mutex<HashMap<MeshId, Instant>>,
+    /// Spaces this resolver's queries (the core's rule; times on the core's scale from `origin`).
+    pacer: Mutex<QueryPacer>,
+    /// Where the core's time scale starts.
+    origin: Instant,
     rng: Mutex<Rng>,
     counters: Counters,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Instants on the core's scale: nanoseconds since the resolver started.
+fn core_time(origin: Instant, t: Instant) -> peerchannel_core::Instant {
+    peerchannel_core::Instant::from_nanos(
+        u64::try_from(t.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX),
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -411,11 +231,13 @@ impl LanResolver {
             None
         };
         let seed = crate::node::os_seed();
+        let cfg_interval = cfg.min_query_interval;
         let inner = Arc::new(Inner {
             cfg,
             sender: seed | 1,
             entries: Mutex::new(HashMap::new()),
-            last_query: Mutex::new(HashMap::new()),
+            pacer: Mutex::new(QueryPacer::new(cfg_interval)),
+            origin: Instant::now(),
             rng: Mutex::new(Rng::from_seed(seed.rotate_left(17))),
             counters: Counters::default(),
             tasks: Mutex::new(Vec::new()),
@@ -448,19 +270,14 @@ impl LanResolver {
         let cfg = &inner.cfg;
         // At most one query per mesh per interval: a burst of resolves waits instead.
         let wait = {
-            let now = Instant::now();
-            let mut last = lock(&inner.last_query);
-            if last.len() > 1024 {
-                last.retain(|_, t| now.saturating_duration_since(*t) < cfg.min_query_interval);
-            }
-            let at = last.get(mesh).map_or(now, |t| (*t + cfg.min_query_interval).max(now));
-            last.insert(mesh.clone(), at);
-            at
+            let now = core_time(inner.origin, Instant::now());
+            let slot = lock(&inner.pacer).next_slot(mesh, now);
+            Instant::now() + slot.saturating_duration_since(now)
         };
         tokio::time::sleep_until(wait).await;
         let id = (lock(&inner.rng).next_u64() as u32).max(1);
         let max = max.clamp(1, MAX_RECORDS);
-        let q = Packet::Query { id, sender: inner.sender, mesh: mesh.clone(), max: max as u8 }.encode();
+        let q = LanPacket::Query { id, sender: inner.sender, mesh: mesh.clone(), max: max as u8 }.encode();
         let v4 = v4_sender(cfg)?;
         v4.send_to(&q, SocketAddrV4::new(cfg.group_v4, cfg.port)).await?;
         inner.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
@@ -489,8 +306,8 @@ impl LanResolver {
                 _ = tokio::time::sleep_until(deadline) => break,
             };
             let Ok(bytes) = got else { continue };
-            match Packet::decode(&bytes) {
-                Some(Packet::Answer { id: aid, sender, mesh: m, records })
+            match LanPacket::decode(&bytes) {
+                Some(LanPacket::Answer { id: aid, sender, mesh: m, records })
                     if aid == id && m == *mesh && sender != inner.sender =>
                 {
                     inner.counters.answers_received.fetch_add(1, Ordering::Relaxed);
@@ -525,8 +342,8 @@ async fn listen(weak: std::sync::Weak<Inner>, sock: UdpSocket) {
         Some(i) => (i.cfg.queries_per_source_per_sec, i.cfg.answers_per_sec),
         None => return,
     };
-    let mut sources = SourceLimiter { per_sec: f64::from(per_source), buckets: HashMap::new() };
-    let mut global = SourceLimiter { per_sec: f64::from(per_sec), buckets: HashMap::new() };
+    let mut sources = SourceLimiter::new(per_source);
+    let mut global = SourceLimiter::new(per_sec);
     let out = match UdpSocket::bind(SocketAddr::new(
         if sock.local_addr().map(|a| a.is_ipv6()).unwrap_or(false) {
             IpAddr::V6(Ipv6Addr::UNSPECIFIED)
@@ -553,8 +370,8 @@ async fn listen(weak: std::sync::Weak<Inner>, sock: UdpSocket) {
             }
         };
         let Some(inner) = weak.upgrade() else { return };
-        let packet = Packet::decode(&buf[..n]);
-        let Some(Packet::Query { id, sender, mesh, max }) = packet else {
+        let packet = LanPacket::decode(&buf[..n]);
+        let Some(LanPacket::Query { id, sender, mesh, max }) = packet else {
             if packet.is_none() {
                 inner.counters.invalid.fetch_add(1, Ordering::Relaxed);
             }
@@ -573,7 +390,7 @@ async fn listen(weak: std::sync::Weak<Inner>, sock: UdpSocket) {
         if records.is_empty() {
             continue;
         }
-        let now = Instant::now();
+        let now = core_time(inner.origin, Instant::now());
         let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         if !sources.allow(from.ip(), now) || !global.allow(any, now) {
             inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -583,7 +400,7 @@ async fn listen(weak: std::sync::Weak<Inner>, sock: UdpSocket) {
             let ms = inner.cfg.max_answer_jitter.as_millis() as usize;
             Duration::from_millis(if ms == 0 { 0 } else { lock(&inner.rng).below(ms + 1) as u64 })
         };
-        let answer = Packet::Answer { id, sender: inner.sender, mesh, records }.encode();
+        let answer = LanPacket::Answer { id, sender: inner.sender, mesh, records }.encode();
         let (out, weak2) = (out.clone(), weak.clone());
         // Bounded by the global answer rate: at most `answers_per_sec` of these are alive.
         tokio::spawn(async move {
@@ -604,7 +421,8 @@ impl Resolver for LanResolver {
     }
 
     fn register(&self, mesh: &MeshId, node: NodeId, addrs: &[SocketAddr]) -> BoxFuture<io::Result<()>> {
-        let addrs: Vec<SocketAddr> = addrs.iter().copied().filter(dialable).take(MAX_ADDRS).collect();
+        let addrs: Vec<SocketAddr> =
+            addrs.iter().copied().filter(|a| peerchannel_core::mesh::is_dialable(*a)).take(MAX_ADDRS).collect();
         let r = if addrs.is_empty() {
             Err(io::Error::new(io::ErrorKind::InvalidInput, "no dialable address to announce on the LAN"))
         } else {
@@ -617,76 +435,5 @@ impl Resolver for LanResolver {
     fn unregister(&self, mesh: &MeshId, node: NodeId) -> BoxFuture<io::Result<()>> {
         lock(&self.inner.entries).remove(&(mesh.clone(), node));
         Box::pin(async { Ok(()) })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mesh() -> MeshId {
-        MeshId::new("soccerpals").unwrap()
-    }
-
-    #[test]
-    fn packets_round_trip() {
-        let q = Packet::Query { id: 7, sender: 9, mesh: mesh(), max: 3 };
-        assert_eq!(Packet::decode(&q.encode()), Some(q));
-        let a = Packet::Answer {
-            id: 7,
-            sender: 11,
-            mesh: mesh(),
-            records: vec![(1, vec!["10.0.0.1:7000".parse().unwrap(), "[fe80::1]:7000".parse().unwrap()])],
-        };
-        assert_eq!(Packet::decode(&a.encode()), Some(a));
-    }
-
-    #[test]
-    fn malformed_packets_are_rejected() {
-        let good =
-            Packet::Answer { id: 1, sender: 2, mesh: mesh(), records: vec![(1, vec!["10.0.0.1:7".parse().unwrap()])] }
-                .encode();
-        // Every truncation, trailing bytes, a wrong magic or version.
-        for n in 0..good.len() {
-            assert_eq!(Packet::decode(&good[..n]), None, "truncated at {n}");
-        }
-        let mut trailing = good.clone();
-        trailing.push(0);
-        assert_eq!(Packet::decode(&trailing), None);
-        let mut magic = good.clone();
-        magic[0] = b'X';
-        assert_eq!(Packet::decode(&magic), None);
-        let mut version = good.clone();
-        version[4] = 2;
-        assert_eq!(Packet::decode(&version), None);
-        // An invalid mesh ID.
-        let mut bad = good.clone();
-        let at = 4 + 1 + 1 + 4 + 8 + 1;
-        bad[at] = b'A';
-        assert_eq!(Packet::decode(&bad), None);
-        // Undialable addresses (port 0, unspecified, multicast) and too many records.
-        for a in ["10.0.0.1:0", "0.0.0.0:7", "239.1.1.1:7"] {
-            let p = Packet::Answer { id: 1, sender: 2, mesh: mesh(), records: vec![(1, vec![a.parse().unwrap()])] };
-            assert_eq!(Packet::decode(&p.encode()), None, "{a}");
-        }
-        let mut many = Packet::Answer { id: 1, sender: 2, mesh: mesh(), records: vec![] }.encode();
-        let n = many.len() - 1;
-        many[n] = (MAX_RECORDS + 1) as u8;
-        assert_eq!(Packet::decode(&many), None);
-        assert_eq!(Packet::decode(&vec![0u8; MAX_PACKET + 1]), None);
-    }
-
-    #[test]
-    fn a_source_is_rate_limited_and_the_table_stays_bounded() {
-        let mut l = SourceLimiter { per_sec: 5.0, buckets: HashMap::new() };
-        let now = Instant::now();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let allowed = (0..100).filter(|_| l.allow(ip, now)).count();
-        assert_eq!(allowed, 5, "a burst gets one second's worth");
-        assert!(l.allow(ip, now + Duration::from_millis(250)), "tokens come back over time");
-        for i in 0..(MAX_SOURCES as u32 * 2) {
-            l.allow(IpAddr::V4(Ipv4Addr::from(i)), now + Duration::from_micros(u64::from(i)));
-        }
-        assert!(l.buckets.len() <= MAX_SOURCES);
     }
 }

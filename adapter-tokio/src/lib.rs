@@ -69,7 +69,7 @@ pub use auto::{AutoResolver, AutoStats, Backend, SERVICE_RETRY_AFTER};
 pub use channel::{Channel, ChannelSender};
 pub use error::Error;
 pub use events::EventStream;
-pub use lan::{LanConfig, LanResolver, LanStats, Packet as LanPacket};
+pub use lan::{LanConfig, LanPacket, LanResolver, LanStats};
 pub use node::{Builder, PeerNode};
 pub use resolver::{BoxFuture, Resolver, StaticResolver};
 pub use service_client::{ReferralPolicy, ServiceClientStats, ServiceResolver};

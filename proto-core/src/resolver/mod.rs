@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod frames;
+pub mod lan;
 pub mod registry;
 pub mod service;
 
