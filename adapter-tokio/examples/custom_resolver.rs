@@ -161,3 +161,60 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     Ok(())
 }
+
+/// Runs with `cargo test` (the example is built as a test too): three nodes join a mesh through
+/// the file directory alone, greet each other, and leave it empty behind them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_join_through_the_file_directory() {
+        let path = std::env::temp_dir().join(format!("peerchannel-custom-resolver-{}.txt", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let resolver = Arc::new(FileResolver::new(path.clone()));
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let mut b = PeerNode::builder()
+                .mesh("filemesh-test")
+                .listen("127.0.0.1:0".parse().unwrap())
+                .resolver(resolver.clone())
+                .lan_discovery(false);
+            if i == 0 {
+                b = b.open_alone();
+            }
+            nodes.push(b.open().await.expect("open through the directory"));
+        }
+        let mut channels: Vec<_> = nodes.iter().map(|n| n.channel("/hello").unwrap()).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        // Registration follows the open; every node appears in the directory.
+        while FileResolver::read(&path).await.unwrap().len() < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "not every node registered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Wait until every node has a neighbor, then each greets the others.
+        for n in &nodes {
+            while n.neighbors().await.unwrap().is_empty() {
+                assert!(tokio::time::Instant::now() < deadline, "a node found no neighbor");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        for (i, ch) in channels.iter().enumerate() {
+            ch.send(format!("hello from {i}")).await.unwrap();
+        }
+        for (i, ch) in channels.iter_mut().enumerate() {
+            let mut got = std::collections::BTreeSet::new();
+            while got.len() < 2 {
+                let m = tokio::time::timeout_at(deadline, ch.recv()).await.expect("greetings arrive").unwrap();
+                got.insert(String::from_utf8_lossy(&m.payload).to_string());
+            }
+            assert!(!got.contains(&format!("hello from {i}")));
+        }
+        drop(channels);
+        for n in nodes {
+            n.close().await;
+        }
+        assert!(FileResolver::read(&path).await.unwrap().is_empty(), "closing nodes unregister");
+        let _ = std::fs::remove_file(&path);
+    }
+}
