@@ -220,6 +220,20 @@ impl Resolver for AutoResolver {
         })
     }
 
+    fn update(&self, mesh: &MeshId, node: NodeId, addrs: &[SocketAddr]) -> BoxFuture<io::Result<()>> {
+        let service = self.inner.service.as_ref().map(|s| s.update(mesh, node, addrs));
+        let lan = self.inner.lan.as_ref().map(|l| l.update(mesh, node, addrs));
+        Box::pin(async move {
+            if let Some(f) = lan {
+                let _ = f.await;
+            }
+            match service {
+                Some(f) => f.await,
+                None => Ok(()),
+            }
+        })
+    }
+
     fn unregister(&self, mesh: &MeshId, node: NodeId) -> BoxFuture<io::Result<()>> {
         let service = self.inner.service.as_ref().map(|s| s.unregister(mesh, node));
         let lan = self.inner.lan.as_ref().map(|l| l.unregister(mesh, node));

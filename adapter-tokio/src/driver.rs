@@ -47,6 +47,7 @@ pub(crate) enum Command {
     Events { mailbox: Arc<Mailbox<Event>> },
     Stats(oneshot::Sender<NodeStats>),
     Neighbors(oneshot::Sender<Vec<NeighborInfo>>),
+    ListenAddrs(Vec<SocketAddr>),
     Close(oneshot::Sender<()>),
 }
 
@@ -493,6 +494,16 @@ impl Driver {
                 }
                 Command::Neighbors(reply) => {
                     let _ = reply.send(self.node.neighbors());
+                }
+                Command::ListenAddrs(addrs) => {
+                    let now = self.now();
+                    self.node.handle_input(now, Input::ListenAddrsChanged { addrs });
+                    self.drain();
+                    if let Some(resolver) = &self.resolver {
+                        let cfg = self.node.config();
+                        let fut = resolver.update(&cfg.mesh, self.node.id(), &cfg.listen_addrs);
+                        self.tasks.spawn(async move { TaskDone::Registered(fut.await) });
+                    }
                 }
                 Command::Close(reply) => self.begin_close(Some(reply)),
             }

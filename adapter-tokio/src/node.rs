@@ -499,6 +499,12 @@ impl PeerNode {
         rx.await.map_err(|_| Error::Closed)
     }
 
+    /// Tells the node its listen addresses changed (an interface came or went, a NAT mapping
+    /// moved): later Connects announce them and the resolver registration is updated.
+    pub fn set_listen_addrs(&self, addrs: Vec<SocketAddr>) -> Result<(), Error> {
+        self.cmd_tx.send(Command::ListenAddrs(addrs)).map_err(|_| Error::Closed)
+    }
+
     /// Leaves the mesh gracefully: tells every neighbor (Disconnect, LeavingMesh), removes the
     /// resolver registration, and waits (at most `Config::close_linger`) for the farewells to
     /// be written. Channels and event streams then end.

@@ -57,6 +57,12 @@ pub trait Resolver: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// `node`'s listen addresses changed: update its registration. The default registers
+    /// again, which for most directories replaces the record.
+    fn update(&self, mesh: &MeshId, node: NodeId, addrs: &[SocketAddr]) -> BoxFuture<io::Result<()>> {
+        self.register(mesh, node, addrs)
+    }
+
     /// Removes `node`'s registration; called by a graceful `close`. The default does nothing.
     fn unregister(&self, mesh: &MeshId, node: NodeId) -> BoxFuture<io::Result<()>> {
         let _ = (mesh, node);

@@ -76,6 +76,8 @@ struct Call {
 struct Registration {
     client: ClientId,
     stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    /// New listen addresses for the registration task (the newest wins).
+    update: mpsc::Sender<Vec<SocketAddr>>,
 }
 
 struct Inner {
@@ -376,6 +378,7 @@ async fn registration_task(
     addrs: Vec<SocketAddr>,
     first: oneshot::Sender<io::Result<()>>,
     mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+    mut updates: mpsc::Receiver<Vec<SocketAddr>>,
 ) {
     let origin = Instant::now();
     let mut first = Some(first);
@@ -434,6 +437,9 @@ async fn registration_task(
             _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {
                 next = registrar.handle_timeout(core_now(origin));
             }
+            Some(addrs) = updates.recv() => {
+                next = registrar.addresses_changed(core_now(origin), &addrs);
+            }
             done = &mut stop => {
                 if let (Ok(d), Some(inner)) = (done, weak.upgrade()) {
                     finish(&inner, &mut registrar, d).await;
@@ -484,7 +490,9 @@ impl Resolver for ServiceResolver {
         let client = random_client();
         let (first_tx, first_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
-        let old = lock(&inner.registrations).insert((mesh.clone(), node), Registration { client, stop: Some(stop_tx) });
+        let (update_tx, update_rx) = mpsc::channel(4);
+        let old = lock(&inner.registrations)
+            .insert((mesh.clone(), node), Registration { client, stop: Some(stop_tx), update: update_tx });
         if let Some(mut old) = old {
             // A second register for the same node replaces the first registration.
             if let Some(s) = old.stop.take() {
@@ -493,13 +501,34 @@ impl Resolver for ServiceResolver {
             }
         }
         let registrar = Registrar::new(client, mesh.clone());
-        tokio::spawn(registration_task(Arc::downgrade(&inner), registrar, addrs.to_vec(), first_tx, stop_rx));
+        tokio::spawn(registration_task(
+            Arc::downgrade(&inner),
+            registrar,
+            addrs.to_vec(),
+            first_tx,
+            stop_rx,
+            update_rx,
+        ));
         Box::pin(async move {
             match first_rx.await {
                 Ok(r) => r,
                 Err(_) => Err(io::Error::new(io::ErrorKind::Interrupted, "registration stopped")),
             }
         })
+    }
+
+    fn update(&self, mesh: &MeshId, node: NodeId, addrs: &[SocketAddr]) -> BoxFuture<io::Result<()>> {
+        let tx = lock(&self.inner.registrations).get(&(mesh.clone(), node)).map(|r| r.update.clone());
+        match tx {
+            // The registration task sends an Update (the core's Registrar decides when).
+            Some(tx) => {
+                let addrs = addrs.to_vec();
+                Box::pin(async move {
+                    tx.send(addrs).await.map_err(|_| io::Error::new(io::ErrorKind::NotConnected, "registration ended"))
+                })
+            }
+            None => self.register(mesh, node, addrs),
+        }
     }
 
     fn unregister(&self, mesh: &MeshId, node: NodeId) -> BoxFuture<io::Result<()>> {

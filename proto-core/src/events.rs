@@ -61,6 +61,13 @@ pub enum Input {
         /// The request's ID.
         id: u64,
     },
+    /// The addresses this node listens on changed (an interface came or went). They are
+    /// announced in later Connects and handed on as referrals; the adapter updates its
+    /// resolver registrations. Undialable addresses are dropped; at most 8 are kept.
+    ListenAddrsChanged {
+        /// The new addresses.
+        addrs: Vec<SocketAddr>,
+    },
 }
 
 /// Something the node wants done, or wants the application to know.

@@ -169,6 +169,10 @@ impl Node {
             }
             Input::Resolved { id, addrs } => self.on_resolved(now, id, Some(addrs)),
             Input::ResolveFailed { id } => self.on_resolved(now, id, None),
+            Input::ListenAddrsChanged { addrs } => {
+                self.cfg.listen_addrs =
+                    addrs.into_iter().filter(|a| mesh::is_dialable(*a)).take(wire::MAX_ADDRESSES).collect();
+            }
         }
     }
 

@@ -524,3 +524,35 @@ fn with_referral_sharing_off_none_are_sent_or_learned() {
         .iter()
         .any(|o| matches!(o, Output::Dial { addr, .. } if *addr == "10.5.5.6:1".parse::<SocketAddr>().unwrap())));
 }
+
+#[test]
+fn changed_listen_addresses_are_announced_in_later_connects() {
+    let mut f = Fixture::new();
+    let new: Vec<SocketAddr> = vec!["10.0.0.2:4000".parse().unwrap(), "0.0.0.0:1".parse().unwrap()];
+    f.node.handle_input(f.now, Input::ListenAddrsChanged { addrs: new });
+    assert_eq!(f.node.config().listen_addrs, vec!["10.0.0.2:4000".parse::<SocketAddr>().unwrap()]);
+    // The node's next dial announces the new address in its Connect.
+    let referral = Referral { node: nid(0x8800), addr: "10.8.8.8:1".parse().unwrap() };
+    let healthy = f.healthy;
+    f.feed(
+        healthy,
+        frame(&Frame::Disconnect(Disconnect { reason: CloseReason::LeavingMesh, referrals: vec![referral] })),
+    );
+    let link = f
+        .outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Dial { link, addr } if *addr == referral.addr => Some(*link),
+            _ => None,
+        })
+        .expect("dials the referral after losing its only neighbor");
+    f.node.handle_input(f.now, Input::LinkConnected { link });
+    let mut wire = cat(&std::iter::from_fn(|| f.node.poll_transmit(link, usize::MAX)).collect::<Vec<_>>());
+    let mut announced = None;
+    while let Some(fr) = split_frame(&mut wire, 1 << 20).unwrap() {
+        if let Frame::Connect(c) = decode_frame(&fr).unwrap() {
+            announced = Some(c.addrs.to_vec());
+        }
+    }
+    assert_eq!(announced, Some(vec!["10.0.0.2:4000".parse().unwrap()]));
+}

@@ -46,6 +46,8 @@ pub struct Registrar {
     mesh: MeshId,
     addrs: SmallVec<[SocketAddr; 2]>,
     state: State,
+    /// The addresses changed while a request was in flight: update once it is answered.
+    stale: bool,
     next_req: u32,
     backoff: Duration,
     /// Registrations granted so far (re-registrations after a service restart included).
@@ -62,6 +64,7 @@ impl Registrar {
             mesh,
             addrs: SmallVec::new(),
             state: State::Idle,
+            stale: false,
             next_req: 1,
             backoff: FIRST_BACKOFF,
             registrations: 0,
@@ -94,9 +97,12 @@ impl Registrar {
             State::Backoff { id, .. } => {
                 Some(self.send(now, if id.is_some() { Kind::Update } else { Kind::Register }, id))
             }
-            // A request in flight carries the old addresses; the reply's handler sees the
-            // change below and sends an Update.
-            State::Waiting { .. } | State::Idle => None,
+            // A request in flight carries the old addresses: update once it is answered.
+            State::Waiting { .. } => {
+                self.stale = true;
+                None
+            }
+            State::Idle => None,
         }
     }
 
@@ -122,12 +128,12 @@ impl Registrar {
             (Kind::Register | Kind::Update, Reply::Registered { id, lifetime_secs, .. }) => {
                 self.registrations += u64::from(kind == Kind::Register);
                 self.granted(now, *id, *lifetime_secs);
-                None
+                self.update_if_stale(now, *id)
             }
             (Kind::Refresh, Reply::Refreshed { lifetime_secs, .. }) => {
                 let id = id?;
                 self.granted(now, id, *lifetime_secs);
-                None
+                self.update_if_stale(now, id)
             }
             // The service no longer knows the record (it restarted, or the record expired):
             // register again at once.
@@ -171,6 +177,14 @@ impl Registrar {
                 Some(self.send(now, kind, id))
             }
             _ => None,
+        }
+    }
+
+    fn update_if_stale(&mut self, now: Instant, id: RegistrationId) -> Option<Request> {
+        if core::mem::take(&mut self.stale) {
+            Some(self.send(now, Kind::Update, Some(id)))
+        } else {
+            None
         }
     }
 
@@ -298,6 +312,15 @@ mod tests {
         let up = r.addresses_changed(t0, &new).unwrap();
         assert!(matches!(&up, Request::Update { addrs, .. } if addrs[..] == new[..]));
         exchange(&mut r, &mut s, t0, up);
+        assert_eq!(r.registration(), Some(id));
+        // A change while a request is in flight is sent once that request is answered.
+        let t1 = t0 + Duration::from_secs(300);
+        let refresh = r.handle_timeout(t1).unwrap();
+        let newer: Vec<SocketAddr> = vec!["10.0.0.3:7000".parse().unwrap()];
+        assert!(r.addresses_changed(t1, &newer).is_none());
+        let follow = exchange(&mut r, &mut s, t1, refresh).expect("update after the refresh");
+        assert!(matches!(&follow, Request::Update { addrs, .. } if addrs[..] == newer[..]));
+        exchange(&mut r, &mut s, t1, follow);
         assert_eq!(r.registration(), Some(id));
         let bye = r.stop().unwrap();
         assert!(matches!(bye, Request::Unregister { id: i, .. } if i == id));
