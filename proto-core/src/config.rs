@@ -114,7 +114,9 @@ pub struct Config {
     /// that was cut off for less than this, or two parts of a mesh that merge, catch up on what
     /// they missed. `None` disables recovery. Default 30 s.
     pub recovery_window: Option<Duration>,
-    /// Bytes of recent flood frames kept for recovery at most. Default 4 MiB.
+    /// Recovery keeps recent floods without copying them, so it bounds what they can keep
+    /// alive: the frames, and the bytes received since the oldest one (which may share its
+    /// read buffers), each stay under this. At most 1024 floods are kept. Default 4 MiB.
     pub recovery_store_bytes: usize,
     /// Bytes queued per link before a forwarded flood evicts the neighbor as NodeTooSlow and a
     /// local send is refused with `SendError::Busy`. Default 256 KiB.

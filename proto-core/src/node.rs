@@ -22,6 +22,13 @@ use crate::timers::{Timer, Timers};
 use crate::uri::ChannelPath;
 use crate::wire::{self, Connect, Disconnect, Frame, Hello, Referral, Refuse, Welcome};
 
+/// A neighbor's queue may keep alive at most this many times `link_queue_bytes` of received
+/// data: forwarded floods share the buffers they arrived in, so a neighbor that does not drain
+/// while traffic flows pins those buffers, whatever the queued frames' own size. A healthy queue,
+/// even a full one at the maximum of 7 neighbors, sees at most about 7 times its size arrive
+/// while it drains; past 8 times the neighbor is too slow.
+const PIN_FACTOR: u64 = 8;
+
 /// Room beyond `link_queue_bytes` kept for control frames (Pong, reports, a final Disconnect),
 /// so a link full of floods can still be told goodbye.
 const CONTROL_HEADROOM: usize = 16 * 1024;
@@ -224,7 +231,7 @@ impl Node {
         wire::encode_flood_header(h, h, &id.0, self.id.get(), path.as_bytes(), payload.len(), &mut self.scratch);
         let header = self.scratch.split().freeze();
         if let Some(store) = &mut self.recent {
-            store.record(now, id, &[&header, &payload]);
+            store.record(now, id, header.clone(), payload.clone(), self.stats.bytes_received);
         }
         self.queue_to_all(now, None, header, payload);
         self.stats.floods_sent += 1;
@@ -473,6 +480,9 @@ impl Node {
         self.target = self.cfg.ideal_neighbors;
         self.maintainer.resolve_attempts = 0;
         self.seen.rotate(now);
+        if let Some(store) = &mut self.recent {
+            store.evict(now, self.stats.bytes_received);
+        }
         // Prune above ideal, least useful first; only links whose utility is known qualify.
         while self.neighbor_count() > self.cfg.ideal_neighbors + self.cfg.prune_slack {
             let candidates = self
@@ -835,7 +845,7 @@ impl Node {
     /// Recovery, first half: tell a new neighbor which recent floods this node can resend.
     fn offer_recent(&mut self, now: Instant, id: LinkId) {
         let Some(store) = &mut self.recent else { return };
-        let ids = store.digest(now, wire::MAX_ID_LIST);
+        let ids = store.digest(now, self.stats.bytes_received, wire::MAX_ID_LIST);
         if ids.is_empty() {
             return;
         }
@@ -849,16 +859,16 @@ impl Node {
     /// queue allows (they travel as ordinary floods: the neighbor dedups, delivers, forwards).
     fn resend_recent(&mut self, now: Instant, id: LinkId, ids: &[crate::id::MessageId]) {
         let Some(store) = &mut self.recent else { return };
-        let frames = store.frames_for(now, ids);
+        let frames = store.frames_for(now, self.stats.bytes_received, ids);
         let limit = self.cfg.link_queue_bytes;
         let Some(link) = self.links.get_mut(&id) else { return };
-        for f in frames {
-            if !link.queue.has_room(f.len(), limit) {
+        for (head, rest) in frames {
+            if !link.queue.has_room(head.len() + rest.len(), limit) {
                 break;
             }
             link.utility.on_sent();
             self.stats.recovery_resent += 1;
-            push_chunks(link, [f], now, &mut self.outputs);
+            push_chunks(link, [head, rest], now, self.stats.bytes_received, &mut self.outputs);
         }
     }
 
@@ -1052,7 +1062,7 @@ impl Node {
         }
         self.stats.control_frames_sent += 1;
         self.stats.control_bytes_sent += bytes.len() as u64;
-        push_chunks(link, [bytes], now, &mut self.outputs);
+        push_chunks(link, [bytes], now, self.stats.bytes_received, &mut self.outputs);
     }
 
     /// Queues a flood (header, then the shared payload); a neighbor whose queue cannot take it
@@ -1060,12 +1070,16 @@ impl Node {
     /// the mesh sends.
     fn queue_flood(&mut self, now: Instant, id: LinkId, head: Bytes, rest: Bytes) {
         let Some(link) = self.links.get_mut(&id) else { return };
-        if !link.queue.has_room(head.len() + rest.len(), self.cfg.link_queue_bytes) {
+        let rx = self.stats.bytes_received;
+        let pinned = link.queue.oldest_mark().map_or(0, |m| rx.saturating_sub(m));
+        if !link.queue.has_room(head.len() + rest.len(), self.cfg.link_queue_bytes)
+            || pinned > PIN_FACTOR * self.cfg.link_queue_bytes as u64
+        {
             self.end_link(now, id, CloseReason::NodeTooSlow, Ending::Local);
             return;
         }
         link.utility.on_sent();
-        push_chunks(link, [head, rest], now, &mut self.outputs);
+        push_chunks(link, [head, rest], now, rx, &mut self.outputs);
         self.stats.floods_queued += 1;
     }
 
@@ -1119,11 +1133,12 @@ impl Node {
             Some(h) => {
                 wire::encode_forward_head(raw.len(), h, &mut self.scratch);
                 let head = self.scratch.split().freeze();
-                if let Some(store) = &mut self.recent {
-                    store.record(now, f.id, &[&head, &raw[2..]]);
-                }
                 // The received frame from its hop limit on, unchanged and uncopied.
-                self.queue_to_all(now, Some(from), head, raw.slice(2..));
+                let rest = raw.slice(2..);
+                if let Some(store) = &mut self.recent {
+                    store.record(now, f.id, head.clone(), rest.clone(), self.stats.bytes_received);
+                }
+                self.queue_to_all(now, Some(from), head, rest);
             }
             None => {
                 self.stats.hop_limit_reached += 1;
@@ -1148,13 +1163,19 @@ impl Node {
     }
 }
 
-fn push_chunks<const N: usize>(link: &mut Link, chunks: [Bytes; N], now: Instant, outputs: &mut VecDeque<Output>) {
+fn push_chunks<const N: usize>(
+    link: &mut Link,
+    chunks: [Bytes; N],
+    now: Instant,
+    rx_mark: u64,
+    outputs: &mut VecDeque<Output>,
+) {
     let was_empty = link.queue.is_empty();
     if was_empty {
         link.waiting_since = Some(now);
     }
     for c in chunks {
-        link.queue.push(c);
+        link.queue.push(c, rx_mark);
     }
     link.last_send = now;
     if was_empty && !link.queue.is_empty() {

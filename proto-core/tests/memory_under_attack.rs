@@ -497,9 +497,9 @@ fn replayed_floods_cost_nothing() {
     assert!(above(baseline) <= KIB);
 }
 
-/// The recovery store under a storm: it keeps recent floods on purpose, as copies packed into
-/// blocks, at most `recovery_store_bytes` of frames plus one entry (time, ID, handle) per frame,
-/// and empties once `recovery_window` has passed.
+/// The recovery store under a storm: it keeps recent floods on purpose, without copying them,
+/// at most `MAX_STORED` (1024) frames, `recovery_store_bytes` of frames, and only while fewer
+/// than `recovery_store_bytes` were received after them (the buffers they may pin).
 #[test]
 fn the_recovery_store_is_bounded_during_a_storm() {
     let mut f = Fixture::new(|c| {
@@ -517,22 +517,17 @@ fn the_recovery_store_is_bounded_during_a_storm() {
     }
     let during = peak() - baseline;
     let frame = (LEN_PREFIX + FLOOD_FIXED + 5 + 1024) as isize;
-    let entries = cfg.recovery_store_bytes as isize / frame;
+    let entries = peerchannel_core::flood::MAX_STORED as isize;
     // Frames, one block of slack, entries (56 B, doubled for the deque's growth), seen cache.
     let bound = cfg.recovery_store_bytes as isize * 5 / 4 + entries * 56 * 2 + 2 * 8192 * 17 * 2 + 128 * KIB;
     report("the_recovery_store_is_bounded_during_a_storm", during, bound, above(baseline));
     assert!(during <= bound, "peak {during} B above baseline > bound {bound} B");
-    assert!(during >= cfg.recovery_store_bytes as isize / 2, "the store kept nothing? {during} B");
+    assert!(during >= entries * frame / 2, "the store kept nothing? {during} B");
 }
 
 /// After a storm, once `recovery_window` and the seen cache's lifetime have passed with no
-/// new flood, the recovery store should have given its frames back.
-///
-/// Ignored until the core expires it on a timer (see HOSTILE.md, "recovery store after
-/// traffic stops"): the store evicts by age only when a new flood is recorded, so a node that
-/// went quiet keeps `recovery_store_bytes` (4 MiB by default) indefinitely.
+/// new flood, the recovery store has given its frames back (periodic maintenance expires it).
 #[test]
-#[ignore = "core gap: the recovery store expires only when a new flood arrives (HOSTILE.md)"]
 fn the_recovery_store_empties_after_its_window() {
     let mut f = Fixture::new(|c| {
         c.recovery_window = Some(Duration::from_secs(30));
@@ -553,13 +548,9 @@ fn the_recovery_store_empties_after_its_window() {
 
 /// A neighbor whose reads each carry one new tiny flood next to a large duplicate: forwarded
 /// floods are slices of the received read, so every tiny flood queued to a slow neighbor pins
-/// its whole read. The queue's accounting sees a few bytes per flood, the heap holds the reads.
-///
-/// Ignored until the core bounds it (see HOSTILE.md, "small floods pinning large reads"): with
-/// the defaults this holds about 2,500 reads of 60 KiB (≈ 150 MB) for one slow neighbor whose
-/// queue is "256 KiB".
+/// its whole read. The core bounds the received bytes a queue (8 × `link_queue_bytes`) and the
+/// recovery store (`recovery_store_bytes`) may keep alive, and evicts the slow neighbor.
 #[test]
-#[ignore = "core gap: forwarded slices pin whole received reads (HOSTILE.md)"]
 fn small_floods_in_large_reads_do_not_pin_the_reads() {
     let mut f = Fixture::new(|_| {});
     let attacker = f.neighbor(0x2000, true);
@@ -579,7 +570,9 @@ fn small_floods_in_large_reads_do_not_pin_the_reads() {
         }
     }
     let during = peak() - baseline;
-    let bound = (cfg.link_queue_bytes as isize + 16 * KIB) * 4 + 128 * KIB;
+    // What the slow queue may pin, what the recovery store may pin, and one read of slack each.
+    let bound = 8 * cfg.link_queue_bytes as isize + cfg.recovery_store_bytes as isize + 4 * 62 * KIB + 128 * KIB;
     report("small_floods_in_large_reads_do_not_pin_the_reads", during, bound, above(baseline));
     assert!(during <= bound, "peak {during} B above baseline > bound {bound} B");
+    assert!(f.closed_for(CloseReason::NodeTooSlow) > 0, "the slow neighbor was not evicted");
 }

@@ -2,83 +2,100 @@
 //! what it holds (Digest), the other asks for what it missed (Want), and gets the frames.
 //! A node that was cut off for a moment — its only neighbor crashed, a partition healed —
 //! catches up on the messages of the last `recovery_window` instead of losing them.
+//!
+//! The store keeps the frames without copying them: the forward head and the received bytes,
+//! as the relay queues them. A shared handle keeps alive the whole buffer the adapter read the
+//! frame into, so the store bounds what it can keep alive, not just the frames' own bytes: the
+//! bytes received by the node since the oldest stored frame (every buffer a stored frame can
+//! pin was filled in that span, give or take one read per link) stay under `cap_bytes`.
 
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::id::MessageId;
 use crate::time::Instant;
 
-/// Frames are copied into shared blocks, so storing one costs a memcpy, not an allocation, and
-/// the store never pins a large receive buffer for the sake of a small frame. Blocks are sized
-/// to a quarter of what the store holds (between these bounds), so a quiet node holds a few
-/// KiB and a busy one allocates rarely.
-const MIN_BLOCK: usize = 4 * 1024;
-const MAX_BLOCK: usize = 256 * 1024;
+/// Frames kept at most, whatever their size: a Digest offers only the newest 256, so a Want
+/// can only ask for those; a margin covers the floods that arrive while it travels.
+pub const MAX_STORED: usize = 1024;
 
-/// The floods of the last `window`, at most `cap_bytes` of frames.
+#[derive(Debug)]
+struct Stored {
+    at: Instant,
+    id: MessageId,
+    head: Bytes,
+    rest: Bytes,
+    /// The node's received-byte count when the frame was stored.
+    rx_mark: u64,
+}
+
+/// The floods of the last `window`, bounded in count, in frame bytes, and in the received
+/// bytes they can keep alive.
 #[derive(Debug)]
 pub struct RecentStore {
-    entries: VecDeque<(Instant, MessageId, Bytes)>,
+    entries: VecDeque<Stored>,
     bytes: usize,
     cap_bytes: usize,
     window: Duration,
-    block: BytesMut,
 }
 
 impl RecentStore {
     /// An empty store.
     pub fn new(window: Duration, cap_bytes: usize) -> Self {
-        RecentStore { entries: VecDeque::new(), bytes: 0, cap_bytes, window, block: BytesMut::new() }
+        RecentStore { entries: VecDeque::new(), bytes: 0, cap_bytes, window }
     }
 
-    /// Keeps a copy of a flood frame (length prefix included, ready to send) under `id`.
-    /// Frames larger than the whole store are not kept.
-    pub fn record(&mut self, now: Instant, id: MessageId, parts: &[&[u8]]) {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
+    /// Keeps a flood frame (`head` then `rest`, ready to send) under `id`, without copying it.
+    /// `rx_total` is the node's count of bytes received so far.
+    pub fn record(&mut self, now: Instant, id: MessageId, head: Bytes, rest: Bytes, rx_total: u64) {
+        let len = head.len() + rest.len();
         if len > self.cap_bytes {
             return;
         }
-        if self.block.capacity() - self.block.len() < len {
-            let size = (self.bytes / 4).clamp(MIN_BLOCK, MAX_BLOCK).max(len);
-            self.block = BytesMut::with_capacity(size);
-        }
-        for p in parts {
-            self.block.extend_from_slice(p);
-        }
-        let frame = self.block.split().freeze();
         self.bytes += len;
-        self.entries.push_back((now, id, frame));
-        self.evict(now);
+        self.entries.push_back(Stored { at: now, id, head, rest, rx_mark: rx_total });
+        self.evict(now, rx_total);
     }
 
-    fn evict(&mut self, now: Instant) {
-        while let Some((t, _, f)) = self.entries.front() {
-            if self.bytes <= self.cap_bytes && now.saturating_duration_since(*t) <= self.window {
+    /// Drops what is too old, too much, or keeps too many received bytes alive. Called on every
+    /// record and by the node's periodic maintenance, so a node that went quiet lets go too.
+    pub fn evict(&mut self, now: Instant, rx_total: u64) {
+        while let Some(front) = self.entries.front() {
+            let fresh = now.saturating_duration_since(front.at) <= self.window;
+            let pinned = rx_total.saturating_sub(front.rx_mark) <= self.cap_bytes as u64;
+            if fresh && pinned && self.bytes <= self.cap_bytes && self.entries.len() <= MAX_STORED {
                 break;
             }
-            self.bytes -= f.len();
+            self.bytes -= front.head.len() + front.rest.len();
             self.entries.pop_front();
+        }
+        // A store that ran dry gives its table back (a quiet node holds nothing).
+        if self.entries.is_empty() && self.entries.capacity() > 64 {
+            self.entries = VecDeque::new();
         }
     }
 
     /// IDs of the newest stored floods (at most `max`), newest first.
-    pub fn digest(&mut self, now: Instant, max: usize) -> Vec<MessageId> {
-        self.evict(now);
-        self.entries.iter().rev().take(max).map(|(_, id, _)| *id).collect()
+    pub fn digest(&mut self, now: Instant, rx_total: u64, max: usize) -> Vec<MessageId> {
+        self.evict(now, rx_total);
+        self.entries.iter().rev().take(max).map(|s| s.id).collect()
     }
 
-    /// The stored frames for `ids` (those still held), oldest first.
-    pub fn frames_for(&mut self, now: Instant, ids: &[MessageId]) -> Vec<Bytes> {
-        self.evict(now);
+    /// The stored frames for `ids` (those still held), oldest first, as (head, rest).
+    pub fn frames_for(&mut self, now: Instant, rx_total: u64, ids: &[MessageId]) -> Vec<(Bytes, Bytes)> {
+        self.evict(now, rx_total);
         if ids.is_empty() {
             return Vec::new();
         }
         let mut wanted: Vec<MessageId> = ids.to_vec();
         wanted.sort_unstable();
-        self.entries.iter().filter(|(_, id, _)| wanted.binary_search(id).is_ok()).map(|(_, _, f)| f.clone()).collect()
+        self.entries
+            .iter()
+            .filter(|s| wanted.binary_search(&s.id).is_ok())
+            .map(|s| (s.head.clone(), s.rest.clone()))
+            .collect()
     }
 
     /// Frames held.
@@ -105,31 +122,56 @@ mod tests {
         MessageId([n; 16])
     }
 
-    #[test]
-    fn keeps_the_window_and_the_byte_cap() {
-        let mut s = RecentStore::new(Duration::from_secs(10), 100);
-        s.record(Instant::ZERO, id(1), &[b"aaaa", b"bbbb"]);
-        s.record(Instant::from_millis(5_000), id(2), &[&[2u8; 40]]);
-        assert_eq!(s.digest(Instant::from_millis(5_000), 10), vec![id(2), id(1)]);
-        // Out of the window.
-        assert_eq!(s.digest(Instant::from_millis(10_001), 10), vec![id(2)]);
-        // Over the byte cap: the oldest go.
-        s.record(Instant::from_millis(10_001), id(3), &[&[3u8; 61]]);
-        assert_eq!(s.digest(Instant::from_millis(10_001), 10), vec![id(3)]);
-        assert!(s.bytes() <= 100);
-        // Larger than the store: not kept.
-        s.record(Instant::from_millis(10_001), id(4), &[&[4u8; 101]]);
-        assert_eq!(s.len(), 1);
+    fn frame(n: u8, len: usize) -> (Bytes, Bytes) {
+        (Bytes::from(vec![n; 2]), Bytes::from(vec![n; len - 2]))
     }
 
     #[test]
-    fn returns_the_frames_asked_for_in_order() {
+    fn keeps_the_window_the_byte_cap_and_the_received_span() {
+        let mut s = RecentStore::new(Duration::from_secs(10), 100);
+        let (h, r) = frame(1, 8);
+        s.record(Instant::ZERO, id(1), h, r, 0);
+        let (h, r) = frame(2, 40);
+        s.record(Instant::from_millis(5_000), id(2), h, r, 10);
+        assert_eq!(s.digest(Instant::from_millis(5_000), 10, 10), vec![id(2), id(1)]);
+        // Out of the window.
+        assert_eq!(s.digest(Instant::from_millis(10_001), 10, 10), vec![id(2)]);
+        // Over the byte cap: the oldest go.
+        let (h, r) = frame(3, 61);
+        s.record(Instant::from_millis(10_001), id(3), h, r, 20);
+        assert_eq!(s.digest(Instant::from_millis(10_001), 20, 10), vec![id(3)]);
+        assert!(s.bytes() <= 100);
+        // Larger than the store: not kept.
+        let (h, r) = frame(4, 101);
+        s.record(Instant::from_millis(10_001), id(4), h, r, 20);
+        assert_eq!(s.len(), 1);
+        // More than the cap received since it was stored (other traffic sharing its buffers):
+        // it goes, even though it is small and young.
+        assert!(s.digest(Instant::from_millis(10_002), 20 + 101, 10).is_empty());
+    }
+
+    #[test]
+    fn returns_the_frames_asked_for_in_order_without_copying() {
         let mut s = RecentStore::new(Duration::from_secs(10), 1 << 20);
+        let mut kept = Vec::new();
         for n in 1..=5u8 {
-            s.record(Instant::ZERO, id(n), &[&[n; 3]]);
+            let (h, r) = frame(n, 5);
+            kept.push(r.clone());
+            s.record(Instant::ZERO, id(n), h, r, 0);
         }
-        let got = s.frames_for(Instant::ZERO, &[id(4), id(2), id(9)]);
-        assert_eq!(got, vec![Bytes::from_static(&[2, 2, 2]), Bytes::from_static(&[4, 4, 4])]);
-        assert_eq!(s.digest(Instant::ZERO, 2), vec![id(5), id(4)]);
+        let got = s.frames_for(Instant::ZERO, 0, &[id(4), id(2), id(9)]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1.as_ptr(), kept[1].as_ptr());
+        assert_eq!(got[1].1.as_ptr(), kept[3].as_ptr());
+        assert_eq!(s.digest(Instant::ZERO, 0, 2), vec![id(5), id(4)]);
+    }
+
+    #[test]
+    fn the_count_is_bounded() {
+        let mut s = RecentStore::new(Duration::from_secs(10), 1 << 30);
+        for n in 0..(MAX_STORED + 10) {
+            s.record(Instant::ZERO, MessageId([(n % 251) as u8; 16]), Bytes::new(), Bytes::from_static(b"x"), 0);
+        }
+        assert_eq!(s.len(), MAX_STORED);
     }
 }

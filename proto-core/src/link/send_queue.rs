@@ -7,7 +7,8 @@ use bytes::Bytes;
 /// before a frame's chunks are pushed, so a frame is queued whole or not at all.
 #[derive(Debug, Default)]
 pub struct SendQueue {
-    chunks: VecDeque<Bytes>,
+    /// Chunks, each with the node's received-byte count when it was queued.
+    chunks: VecDeque<(Bytes, u64)>,
     bytes: usize,
 }
 
@@ -27,12 +28,19 @@ impl SendQueue {
         self.bytes.saturating_add(n) <= limit
     }
 
-    /// Appends a chunk (empty chunks are skipped).
-    pub fn push(&mut self, chunk: Bytes) {
+    /// Appends a chunk (empty chunks are skipped). `rx_mark` is the node's count of received
+    /// bytes now: a forwarded chunk shares the buffer it was received in, so the bytes received
+    /// since the oldest queued chunk bound what the queue keeps alive.
+    pub fn push(&mut self, chunk: Bytes, rx_mark: u64) {
         if !chunk.is_empty() {
             self.bytes += chunk.len();
-            self.chunks.push_back(chunk);
+            self.chunks.push_back((chunk, rx_mark));
         }
+    }
+
+    /// The received-byte count when the oldest queued chunk was queued.
+    pub fn oldest_mark(&self) -> Option<u64> {
+        self.chunks.front().map(|c| c.1)
     }
 
     /// Takes up to `max` bytes from the front (at least one byte if any are queued and
@@ -42,7 +50,7 @@ impl SendQueue {
             return None;
         }
         let front = self.chunks.front_mut()?;
-        let out = if front.len() <= max { self.chunks.pop_front()? } else { front.split_to(max) };
+        let out = if front.0.len() <= max { self.chunks.pop_front()?.0 } else { front.0.split_to(max) };
         self.bytes -= out.len();
         Some(out)
     }
@@ -62,9 +70,10 @@ mod tests {
     fn pops_in_order_and_splits_without_copying() {
         let mut q = SendQueue::default();
         let big = Bytes::from(vec![7u8; 100]);
-        q.push(Bytes::from_static(b"abc"));
-        q.push(Bytes::new());
-        q.push(big.clone());
+        q.push(Bytes::from_static(b"abc"), 1);
+        q.push(Bytes::new(), 2);
+        q.push(big.clone(), 3);
+        assert_eq!(q.oldest_mark(), Some(1));
         assert_eq!(q.len_bytes(), 103);
         assert_eq!(&q.pop(10).unwrap()[..], b"abc");
         let part = q.pop(40).unwrap();
@@ -78,7 +87,7 @@ mod tests {
     #[test]
     fn room_is_checked_against_the_limit() {
         let mut q = SendQueue::default();
-        q.push(Bytes::from(vec![0u8; 90]));
+        q.push(Bytes::from(vec![0u8; 90]), 0);
         assert!(q.has_room(10, 100));
         assert!(!q.has_room(11, 100));
         assert!(!q.has_room(usize::MAX, 100));
