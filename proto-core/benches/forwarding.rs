@@ -11,9 +11,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use peerchannel_core::wire::{encode_control, encode_flood_header, Connect, Frame, Hello, VERSION};
 use peerchannel_core::*;
 
-/// Read buffers in flight at once. Each is its own buffer, re-stamped with new message IDs
-/// before reuse, so frames are as hot in cache as a just-read socket buffer and every ID is new.
-const POOL: usize = 64;
+/// Frames in flight at once, over all read buffers. A buffer is re-stamped with new message IDs
+/// before reuse, so every ID is new. The node keeps the newest floods for recovery (up to
+/// 1024, without copying them), so a buffer can be reused only once that many newer frames
+/// have passed: the pool holds twice that.
+const POOL_FRAMES: usize = 2048;
 /// Frames per read in the batched variant (a 32 KiB socket read of 1 KiB floods).
 const BATCH: usize = 32;
 /// Where the message ID starts in a frame: length prefix, type, hops left, hop limit.
@@ -58,7 +60,7 @@ fn setup(payload: usize, per_read: usize) -> Bench {
     }
     assert_eq!(node.neighbor_count(), 4);
     let mut offsets = Vec::new();
-    let frames = (0..POOL)
+    let frames = (0..POOL_FRAMES / per_read)
         .map(|_| {
             let mut buf = BytesMut::with_capacity(per_read * (payload + 64));
             offsets.clear();
@@ -79,13 +81,14 @@ impl Bench {
     fn forward_read(&mut self, i: usize) {
         self.now = self.now + Duration::from_micros(1);
         // The node let go of the buffer (queues were pulled), so it can be stamped in place.
-        let mut frame = self.frames[i % POOL].take().unwrap().try_into_mut().expect("frame still referenced");
+        let slot = i % self.frames.len();
+        let mut frame = self.frames[slot].take().unwrap().try_into_mut().expect("frame still referenced");
         for at in &self.offsets {
             self.counter += 1;
             frame[at + ID_AT..at + ID_AT + 8].copy_from_slice(&self.counter.to_le_bytes());
         }
         let frame = frame.freeze();
-        self.frames[i % POOL] = Some(frame.clone());
+        self.frames[slot] = Some(frame.clone());
         let data = frame;
         self.node.handle_input(self.now, Input::Received { link: self.links[0], data });
         while let Some(o) = self.node.poll_output() {
