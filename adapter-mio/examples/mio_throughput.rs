@@ -3,8 +3,8 @@
 //! comparing the two adapters in one run (see BENCHMARKS.md).
 //!
 //! ```text
-//! cargo run --release -p peerchannel-mio --example throughput -- --size 1024 --count 500000
-//! cargo run --release -p peerchannel-mio --example throughput -- --size 65536 --count 20000 --chain
+//! cargo run --release -p peerchannel-mio --example mio_throughput -- --size 1024 --count 500000
+//! cargo run --release -p peerchannel-mio --example mio_throughput -- --size 65536 --count 20000 --chain
 //! ```
 
 use std::time::{Duration, Instant};
