@@ -1,70 +1,69 @@
 use core::hash::{BuildHasher, Hasher};
 use core::time::Duration;
 
+use hashbrown::HashSet;
+
 use crate::id::MessageId;
 use crate::time::Instant;
 
+/// Buckets kept: an ID is remembered for at least `ttl` (one full bucket span) and at most
+/// `2 * ttl`. Two buckets keep a first copy's cost at two probes (the older bucket, then an
+/// insert into the newer), which is what the forwarding hot path pays per message.
+const BUCKETS: usize = 2;
+
 /// The IDs of recently seen floods, bounded in time and in entries.
 ///
-/// One hash table maps a 64-bit keyed fingerprint of each ID to the epoch it was seen in; an
-/// epoch lasts `ttl`, and entries older than the previous epoch are dropped when a new epoch
-/// starts, so an ID is remembered for at least `ttl` and at most `2 * ttl`. A new epoch also
-/// starts early when the current one holds half of `capacity` IDs: the older half is then
-/// forgotten before its time (counted in [`evicted_early`](Self::evicted_early), since a copy
-/// arriving after that could be delivered twice) and the newest half stays known. A first copy
-/// costs one probe of one table (the relay's hot path). The table is never iterated in a way
-/// that affects the node's behaviour, so its order cannot leak into it.
-///
-/// Fingerprints are keyed with a secret from the node's randomness, so a peer cannot aim IDs at
-/// one slot or make two IDs collide; an accidental collision (odds of about n / 2^64 per
-/// message) would drop one message as a duplicate.
+/// IDs go into the newer of two time buckets; the older bucket is dropped when its time is
+/// up, or early when the newer one holds half of `capacity` IDs (those dropped early are
+/// counted in [`evicted_early`](Self::evicted_early), since a copy arriving after that could be
+/// delivered twice). Lookups touch at most two hash
+/// sets; the sets are never iterated, so their order cannot leak into the node's behaviour.
 #[derive(Debug)]
 pub struct SeenCache {
-    table: hashbrown::HashMap<u64, u32, PassThrough>,
-    key: KeyedIdHasher,
-    epoch: u32,
-    epoch_since: Instant,
+    buckets: [HashSet<MessageId, KeyedIdHasher>; BUCKETS],
+    /// Index of the newest bucket.
+    newest: usize,
+    /// When the newest bucket started.
+    newest_since: Instant,
     span: Duration,
     capacity: usize,
-    newest_len: usize,
-    older_len: usize,
+    len: usize,
     evicted_early: u64,
 }
 
 impl SeenCache {
-    /// A cache remembering IDs for `ttl`, holding at most `capacity` IDs. `key` keys the
-    /// fingerprints (take it from the node's seeded randomness).
+    /// A cache remembering IDs for `ttl`, holding at most `capacity` IDs. `key` keys the hash
+    /// so a peer cannot choose IDs that collide (take it from the node's seeded randomness).
     pub fn new(ttl: Duration, capacity: usize, key: [u64; 2], now: Instant) -> Self {
+        let h = KeyedIdHasher { k0: key[0], k1: key[1] };
         SeenCache {
-            table: hashbrown::HashMap::with_hasher(PassThrough),
-            key: KeyedIdHasher { k0: key[0], k1: key[1] },
-            epoch: 0,
-            epoch_since: now,
-            span: ttl.max(Duration::from_nanos(1)),
-            capacity: capacity.max(2),
-            newest_len: 0,
-            older_len: 0,
+            buckets: core::array::from_fn(|_| HashSet::with_hasher(h)),
+            newest: 0,
+            newest_since: now,
+            span: (ttl / (BUCKETS as u32 - 1)).max(Duration::from_nanos(1)),
+            capacity: capacity.max(1),
+            len: 0,
             evicted_early: 0,
         }
-    }
-
-    fn fingerprint(&self, id: &MessageId) -> u64 {
-        self.key.hash_one(id)
     }
 
     /// Records `id`; returns true if it was new (first copy), false if already seen.
     pub fn insert(&mut self, now: Instant, id: MessageId) -> bool {
         self.rotate(now);
-        let fp = self.fingerprint(&id);
-        match self.table.entry(fp) {
-            hashbrown::hash_map::Entry::Occupied(_) => return false,
-            hashbrown::hash_map::Entry::Vacant(v) => {
-                v.insert(self.epoch);
-            }
+        let older = (self.newest + 1) % BUCKETS;
+        if self.buckets[older].contains(&id) {
+            return false;
         }
-        self.newest_len += 1;
-        if self.newest_len >= self.capacity.div_ceil(2) {
-            self.evicted_early += self.older_len as u64;
+        // One probe both checks and records.
+        if !self.buckets[self.newest].insert(id) {
+            return false;
+        }
+        self.len += 1;
+        // Full: start a new bucket early. The older bucket (at most half the capacity, all
+        // older than the newest) is forgotten before its time; the newest half stays known, so
+        // duplicates of recent messages are still caught.
+        if self.buckets[self.newest].len() >= self.capacity.div_ceil(2) {
+            self.evicted_early += self.buckets[older].len() as u64;
             self.advance(now, false);
         }
         true
@@ -72,51 +71,49 @@ impl SeenCache {
 
     /// Whether `id` is remembered.
     pub fn contains(&self, id: &MessageId) -> bool {
-        self.table.contains_key(&self.fingerprint(id))
+        self.buckets.iter().any(|b| b.contains(id))
     }
 
-    /// Starts new epochs whose time has come. Called on every insert and on the node's timer
-    /// ticks, so an idle node also frees its memory.
+    /// Drops buckets whose time is up. Called on every insert and on the node's timer ticks,
+    /// so an idle node also frees its memory.
     pub fn rotate(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.epoch_since);
-        if elapsed < self.span {
+        if now.saturating_duration_since(self.newest_since) < self.span {
             return;
         }
-        if elapsed >= self.span * 2 {
+        // One span passed: the older bucket expires. Two or more: everything does.
+        if now.saturating_duration_since(self.newest_since) >= self.span * 2 {
             self.advance(now, true);
             self.advance(now, true);
         } else {
-            // Keep the schedule: the new epoch starts where the old one's span ended.
-            let start = self.epoch_since + self.span;
+            // Keep the schedule: the new bucket starts where the old one's span ended.
+            let start = self.newest_since + self.span;
             self.advance(start, true);
         }
     }
 
-    /// Starts a new epoch at `start`: entries of the epoch before the previous one go.
+    /// Makes the older bucket the new, empty newest one, starting at `start`.
     fn advance(&mut self, start: Instant, on_time: bool) {
-        self.epoch = self.epoch.wrapping_add(1);
-        let keep_from = self.epoch.wrapping_sub(1);
-        if self.older_len > 0 {
-            self.table.retain(|_, e| *e == keep_from);
+        let filled = self.buckets[self.newest].len();
+        self.newest = (self.newest + 1) % BUCKETS;
+        let b = &mut self.buckets[self.newest];
+        self.len -= b.len();
+        b.clear();
+        // On a time rotation the table is sized to the traffic of the last span, so an idle
+        // node gives its memory back; an early rotation keeps it for the busy traffic.
+        if on_time && b.capacity() > 2 * filled.max(64) {
+            b.shrink_to(filled);
         }
-        self.older_len = self.newest_len;
-        self.newest_len = 0;
-        // On a time rotation the table is sized to the traffic it now holds, so an idle node
-        // gives its memory back; an early rotation keeps it for the busy traffic.
-        if on_time && self.table.capacity() > 2 * self.table.len().max(64) {
-            self.table.shrink_to(self.table.len());
-        }
-        self.epoch_since = start;
+        self.newest_since = start;
     }
 
     /// IDs remembered.
     pub fn len(&self) -> usize {
-        self.newest_len + self.older_len
+        self.len
     }
 
     /// Nothing remembered.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     /// The most IDs remembered at once.
@@ -129,38 +126,9 @@ impl SeenCache {
         self.evicted_early
     }
 
-    /// Heap bytes held by the table (approximate: slots plus control bytes).
+    /// Heap bytes held by the hash tables (approximate: table slots plus control bytes).
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (core::mem::size_of::<(u64, u32)>() + 1)
-    }
-}
-
-/// The fingerprint is already a keyed hash: use it as the table's hash as it is.
-#[derive(Copy, Clone, Debug, Default)]
-struct PassThrough;
-
-impl BuildHasher for PassThrough {
-    type Hasher = PassThroughHash;
-    fn build_hasher(&self) -> PassThroughHash {
-        PassThroughHash(0)
-    }
-}
-
-struct PassThroughHash(u64);
-
-impl Hasher for PassThroughHash {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
+        self.buckets.iter().map(|b| b.capacity() * (core::mem::size_of::<MessageId>() + 1)).sum()
     }
 }
 
@@ -205,17 +173,13 @@ impl Hasher for IdHasher {
     }
 
     fn write_u128(&mut self, n: u128) {
-        // Two keyed multiply-fold rounds (wyhash's constants). A round's product is zero only
-        // when an input word equals a value derived from the secret key, which a peer cannot
-        // aim at; otherwise distinct IDs collide with odds of about 2^-64.
-        let (lo, hi) = (n as u64 ^ self.acc, (n >> 64) as u64);
-        let a = folded_multiply(lo ^ self.k0 ^ 0xa076_1d64_78bd_642f, hi ^ self.k1 ^ 0xe703_7ed1_a0b4_28db);
-        self.acc =
-            folded_multiply(a ^ 0x8ebc_6af0_9c88_c6e3, (lo ^ hi).rotate_left(23) ^ self.k0 ^ 0x5899_65cc_7537_4cc3);
+        let x = (n as u64) ^ self.k0 ^ self.acc;
+        let y = ((n >> 64) as u64) ^ self.k1;
+        self.acc = folded_multiply(x, y);
     }
 
     fn finish(&self) -> u64 {
-        self.acc
+        folded_multiply(self.acc ^ self.k1, 0x9E37_79B9_7F4A_7C15 ^ self.k0)
     }
 }
 
@@ -279,23 +243,6 @@ mod tests {
             }
         }
         assert!(c.evicted_early() > 0);
-    }
-
-    #[test]
-    fn distinct_ids_get_distinct_fingerprints() {
-        // Structured IDs (counters, zero halves, the key's own words) must not collide.
-        let c = SeenCache::new(TTL, 1 << 20, [1, 2], Instant::ZERO);
-        let mut fps = std::collections::BTreeSet::new();
-        let mut n = 0;
-        for i in 0..100_000u64 {
-            let mixed = (u128::from(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) << 64) | u128::from(i);
-            for id in [id(i), MessageId((u128::from(i) << 64).to_le_bytes()), MessageId(mixed.to_le_bytes())] {
-                fps.insert(c.fingerprint(&id));
-                n += 1;
-            }
-        }
-        // For i = 0 the three forms are the same ID; everything else is distinct.
-        assert_eq!(fps.len(), n - 2);
     }
 
     #[test]
