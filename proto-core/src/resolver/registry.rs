@@ -99,6 +99,9 @@ pub struct Registry {
     records: BTreeMap<RegistrationId, Record>,
     meshes: BTreeMap<MeshId, Vec<RegistrationId>>,
     per_source: BTreeMap<IpAddr, usize>,
+    /// Each client's records per mesh, so a repeated Register (a retry whose reply was lost)
+    /// finds the record it already made instead of adding a twin.
+    by_client: BTreeMap<(ClientId, MeshId), SmallVec<[RegistrationId; 1]>>,
     expiry: BinaryHeap<Reverse<(Instant, RegistrationId)>>,
     ids: IdGenerator,
     rng: Rng,
@@ -116,6 +119,7 @@ impl Registry {
             records: BTreeMap::new(),
             meshes: BTreeMap::new(),
             per_source: BTreeMap::new(),
+            by_client: BTreeMap::new(),
             expiry: BinaryHeap::new(),
             ids: IdGenerator { key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret), counter: 0 },
             rng: Rng::from_seed(seed ^ 0x7265_736f_6c76_6572),
@@ -142,7 +146,8 @@ impl Registry {
         self.meshes.len()
     }
 
-    /// Adds a record for `client`'s node in `mesh`, registered from `source`.
+    /// Adds a record for `client`'s node in `mesh`, registered from `source`. Registering the
+    /// same addresses again (a retry) returns the existing registration, refreshed.
     pub fn register(
         &mut self,
         now: Instant,
@@ -153,6 +158,14 @@ impl Registry {
     ) -> Result<Granted, RegistryError> {
         self.expire(now);
         let addrs = self.check_addrs(addrs)?;
+        let twin = self
+            .by_client
+            .get(&(client, mesh.clone()))
+            .and_then(|ids| ids.iter().copied().find(|id| self.records.get(id).is_some_and(|r| r.addrs == addrs)));
+        if let Some(id) = twin {
+            let lifetime = self.refresh(now, client, mesh, id)?;
+            return Ok(Granted { id, lifetime });
+        }
         if self.per_source.get(&source).copied().unwrap_or(0) >= self.cfg.max_records_per_source {
             return Err(RegistryError::TooManyFromAddress);
         }
@@ -168,6 +181,7 @@ impl Registry {
         let expires = now + self.cfg.lifetime;
         self.records.insert(id, Record { client, mesh: mesh.clone(), source, addrs, expires, slot });
         *self.per_source.entry(source).or_default() += 1;
+        self.by_client.entry((client, mesh.clone())).or_default().push(id);
         self.expiry.push(Reverse((expires, id)));
         Ok(Granted { id, lifetime: self.cfg.lifetime })
     }
@@ -305,6 +319,13 @@ impl Registry {
                 self.per_source.remove(&r.source);
             }
         }
+        let key = (r.client, r.mesh);
+        if let Some(ids) = self.by_client.get_mut(&key) {
+            ids.retain(|x| *x != id);
+            if ids.is_empty() {
+                self.by_client.remove(&key);
+            }
+        }
     }
 
     /// Refreshes leave stale heap entries behind; rebuild the heap when they dominate so its
@@ -345,6 +366,10 @@ impl Registry {
         }
         if self.meshes.len() > self.cfg.max_meshes {
             return Err("too many meshes".into());
+        }
+        let by_client: usize = self.by_client.values().map(|v| v.len()).sum();
+        if by_client != self.records.len() {
+            return Err(format!("{by_client} records indexed by client, {} held", self.records.len()));
         }
         let by_source: usize = self.per_source.values().sum();
         if by_source != self.records.len() || self.per_source.values().any(|n| *n > self.cfg.max_records_per_source) {
@@ -398,6 +423,20 @@ mod tests {
         // Asking for more than exist returns every other record, once.
         assert_eq!(r.resolve(T0, client(3), &m, 100).len(), 9);
         assert!(r.resolve(T0, client(3), &mesh("other"), 3).is_empty());
+        r.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_repeated_register_returns_the_same_record() {
+        let mut r = Registry::new(RegistryConfig::default(), [1; 32]);
+        let m = mesh("m");
+        let g = r.register(T0, ip(1), client(1), &m, &[addr(1)]).unwrap();
+        let again = r.register(Instant::from_millis(5_000), ip(1), client(1), &m, &[addr(1)]).unwrap();
+        assert_eq!(g.id, again.id);
+        assert_eq!(r.len(), 1);
+        // Another client with the same address is another record.
+        r.register(T0, ip(2), client(2), &m, &[addr(1)]).unwrap();
+        assert_eq!(r.len(), 2);
         r.check_invariants().unwrap();
     }
 
