@@ -1129,7 +1129,8 @@ impl Node {
             return;
         }
         self.stats.floods_first += 1;
-        match forward_hops(f.hops_left) {
+        // A peer may claim any hop limit; this node forwards no further than its own.
+        match forward_hops(f.hops_left).map(|h| h.min(self.cfg.hop_limit)) {
             Some(h) => {
                 wire::encode_forward_head(raw.len(), h, &mut self.scratch);
                 let head = self.scratch.split().freeze();

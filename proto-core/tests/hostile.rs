@@ -556,3 +556,17 @@ fn changed_listen_addresses_are_announced_in_later_connects() {
     }
     assert_eq!(announced, Some(vec!["10.0.0.2:4000".parse().unwrap()]));
 }
+
+#[test]
+fn a_flood_claiming_a_huge_hop_limit_is_forwarded_no_further_than_this_nodes() {
+    let mut f = Fixture::new();
+    let other = f.inbound(0x7800);
+    while f.node.poll_transmit(other, usize::MAX).is_some() {}
+    let healthy = f.healthy;
+    f.feed(healthy, flood(250, 255, 0xB1, b"/chat", Bytes::from_static(b"far")));
+    let mut wire = cat(&std::iter::from_fn(|| f.node.poll_transmit(other, usize::MAX)).collect::<Vec<_>>());
+    let fr = split_frame(&mut wire, 1 << 20).unwrap().unwrap();
+    let Frame::Flood(fl) = decode_frame(&fr).unwrap() else { panic!("not a flood") };
+    assert_eq!(fl.hops_left, f.node.config().hop_limit);
+    assert_eq!(fl.hop_limit, 255, "the origin's limit travels unchanged");
+}

@@ -2,6 +2,11 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+/// What a queued chunk costs beyond its bytes (its handle, mark and slot, and the shared
+/// buffer's control block), charged against the queue's bound so a flood of tiny frames
+/// cannot hold many times the bound in bookkeeping.
+pub const CHUNK_OVERHEAD: usize = 64;
+
 /// Bytes queued for one link, as a list of shared chunks (a forwarded flood's payload is the
 /// received buffer itself). The bound is enforced by the caller with [`has_room`](Self::has_room)
 /// before a frame's chunks are pushed, so a frame is queued whole or not at all.
@@ -23,9 +28,11 @@ impl SendQueue {
         self.bytes == 0
     }
 
-    /// Whether `n` more bytes fit under `limit`.
+    /// Whether a frame of `n` more bytes (in up to two chunks) fits under `limit`, each chunk
+    /// charged [`CHUNK_OVERHEAD`] on top of its bytes.
     pub fn has_room(&self, n: usize, limit: usize) -> bool {
-        self.bytes.saturating_add(n) <= limit
+        let charged = self.bytes + (self.chunks.len() + 2) * CHUNK_OVERHEAD;
+        charged.saturating_add(n) <= limit
     }
 
     /// Appends a chunk (empty chunks are skipped). `rx_mark` is the node's count of received
@@ -88,9 +95,10 @@ mod tests {
     fn room_is_checked_against_the_limit() {
         let mut q = SendQueue::default();
         q.push(Bytes::from(vec![0u8; 90]), 0);
-        assert!(q.has_room(10, 100));
-        assert!(!q.has_room(11, 100));
-        assert!(!q.has_room(usize::MAX, 100));
+        let limit = 100 + 3 * CHUNK_OVERHEAD;
+        assert!(q.has_room(10, limit));
+        assert!(!q.has_room(11, limit));
+        assert!(!q.has_room(usize::MAX, limit));
         q.clear();
         assert_eq!(q.len_bytes(), 0);
     }
