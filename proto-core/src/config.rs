@@ -98,6 +98,9 @@ pub struct Config {
     /// How long a closed link's last bytes (Disconnect, Refuse) wait for the adapter to pull
     /// them. Default 2 s.
     pub close_linger: Duration,
+    /// Closed links whose last bytes still wait for the adapter, at most; beyond it the oldest
+    /// is forgotten without its farewell (counted in `Stats::farewells_dropped`). Default 64.
+    pub max_closing_links: usize,
 
     /// Largest payload of a flood. Default 64 KiB (the original's); at least 16 KiB.
     pub max_message_size: usize,
@@ -154,6 +157,7 @@ impl Config {
             idle_timeout: Duration::from_secs(15),
             utility_report_interval: Duration::from_secs(30),
             close_linger: Duration::from_secs(2),
+            max_closing_links: 64,
             max_message_size: 64 * 1024,
             hop_limit: 64,
             seen_ttl: Duration::from_secs(60),

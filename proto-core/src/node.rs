@@ -181,6 +181,7 @@ impl Node {
                     addrs.into_iter().filter(|a| mesh::is_dialable(*a)).take(wire::MAX_ADDRESSES).collect();
             }
         }
+        self.compact_timers();
     }
 
     /// Takes an inbound transport connection from `remote`; returns the handle to use for it.
@@ -287,6 +288,7 @@ impl Node {
                 if l.is_closing() {
                     // Drained: the adapter closes the socket; nothing more to remember.
                     self.links.remove(&link);
+                    self.compact_timers();
                 }
                 None
             }
@@ -309,6 +311,7 @@ impl Node {
             self.stats.bytes_sent += taken as u64;
         } else if l.is_closing() {
             self.links.remove(&link);
+            self.compact_timers();
         }
         taken
     }
@@ -350,6 +353,7 @@ impl Node {
                 }
             }
         }
+        self.compact_timers();
     }
 
     /// Counters, plus the current sizes.
@@ -420,6 +424,13 @@ impl Node {
         }
         if self.maintainer.cache.len() > self.cfg.referral_cache_size {
             return Err("referral cache over its size".into());
+        }
+        let closing = self.links.values().filter(|l| l.is_closing()).count();
+        if closing > self.cfg.max_closing_links {
+            return Err(format!("{closing} closing links > {}", self.cfg.max_closing_links));
+        }
+        if self.timers.len() > 4 * self.links.len() + 64 + 8 {
+            return Err(format!("{} timer entries for {} links", self.timers.len(), self.links.len()));
         }
         Ok(())
     }
@@ -947,6 +958,7 @@ impl Node {
                         self.links.remove(&id);
                     } else {
                         self.rearm_link(id);
+                        self.bound_closing_links();
                     }
                 }
             }
@@ -1035,12 +1047,50 @@ impl Node {
         self.rearm_link(id);
     }
 
+    /// Forgets the oldest closing links beyond `max_closing_links` (their farewells unsent): an
+    /// adapter that does not pull must not make closed links pile up.
+    fn bound_closing_links(&mut self) {
+        let mut closing: Vec<(Instant, LinkId)> = self
+            .links
+            .values()
+            .filter_map(|l| match l.state {
+                LinkState::Closing { linger_until } => Some((linger_until, l.id)),
+                _ => None,
+            })
+            .collect();
+        if closing.len() <= self.cfg.max_closing_links {
+            return;
+        }
+        closing.sort();
+        for (_, id) in &closing[..closing.len() - self.cfg.max_closing_links] {
+            self.links.remove(id);
+            self.stats.farewells_dropped += 1;
+        }
+    }
+
+    /// Drops moot timer entries when they outnumber the live ones (links closed long before
+    /// their deadlines), so the heap stays proportional to what the node holds.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 4 * self.links.len() + 64 {
+            return;
+        }
+        let (links, m, repair) = (&self.links, &self.maintainer, self.repair_at);
+        self.timers.retain(|at, t| match t {
+            Timer::Link(id) => links.get(&id).is_some_and(|l| l.armed == Some(at)),
+            Timer::Maintainer => m.next_tick == at,
+            Timer::Repair => repair == Some(at),
+            Timer::Refresh => m.next_refresh == at,
+            Timer::Resolve => m.resolving.is_some_and(|r| r.2 == at),
+        });
+    }
+
     fn rearm_link(&mut self, id: LinkId) {
         let Some(link) = self.links.get_mut(&id) else { return };
         let d = link.next_deadline(&self.cfg);
         if link.armed.is_none_or(|a| d < a) {
             link.armed = Some(d);
             self.timers.arm(d, Timer::Link(id));
+            self.compact_timers();
         }
     }
 

@@ -58,6 +58,8 @@ pub struct Stats {
     pub recovery_wanted: u64,
     /// Recovery: stored floods resent to new neighbors that asked.
     pub recovery_resent: u64,
+    /// Closed links forgotten before their farewell was pulled (`max_closing_links`).
+    pub farewells_dropped: u64,
     /// Local sends refused because a neighbor's queue was full.
     pub send_busy: u64,
     /// Resolver requests made.

@@ -39,6 +39,20 @@ impl Timers {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// Entries held, live and moot.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Keeps only the entries for which `live` holds (used to drop moot entries in bulk), and
+    /// gives back the memory of a heap that shrank.
+    pub fn retain(&mut self, mut live: impl FnMut(Instant, Timer) -> bool) {
+        self.heap.retain(|Reverse((at, t))| live(*at, *t));
+        if self.heap.capacity() > 4 * self.heap.len().max(16) {
+            self.heap.shrink_to_fit();
+        }
+    }
+
     /// Removes and returns a deadline that is due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
         if self.next()? <= now {

@@ -570,3 +570,18 @@ fn a_flood_claiming_a_huge_hop_limit_is_forwarded_no_further_than_this_nodes() {
     assert_eq!(fl.hops_left, f.node.config().hop_limit);
     assert_eq!(fl.hop_limit, 255, "the origin's limit travels unchanged");
 }
+
+#[test]
+fn closed_links_whose_farewell_is_never_pulled_do_not_pile_up() {
+    let mut f = Fixture::new();
+    for i in 0..100u32 {
+        let remote: SocketAddr = format!("10.70.{}.{}:5000", i / 200, i % 200 + 1).parse().unwrap();
+        let link = f.node.accept(f.now, remote).unwrap();
+        // Another mesh: refused with a Refuse the adapter never pulls.
+        f.feed(link, hello("othermesh"));
+        assert_eq!(f.closed_reason(link), Some(CloseReason::WrongMesh));
+        f.node.check_invariants().unwrap();
+    }
+    assert_eq!(f.node.stats().farewells_dropped, 100 - f.node.config().max_closing_links as u64);
+    f.healthy_still_works(255);
+}
