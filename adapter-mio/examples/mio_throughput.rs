@@ -1,5 +1,5 @@
-//! Loopback throughput of mio nodes: one link A→B, or a chain A→B→C, all in one `mio::Poll`
-//! on one thread. The same measurement as the tokio adapter's `throughput` example, for
+//! Loopback throughput of mio nodes: one link A→B (one `mio::Poll`, one thread), or a chain
+//! A→B→C with the relay B on a second thread and its own `Poll`. The same measurement as the tokio adapter's `throughput` example, for
 //! comparing the two adapters in one run (see BENCHMARKS.md).
 //!
 //! ```text
@@ -58,15 +58,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .open(poll.registry())?;
     let mut boot = a.local_addr();
     nodes.push(a);
+    // The relay runs on its own thread with its own Poll, as a relay would on its own host (and
+    // as the tokio example's runtime spreads its nodes over two worker threads).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut relay = None;
     if args.chain {
         let mut c = base.clone();
         c.min_neighbors = 1;
         c.ideal_neighbors = 2;
         c.max_neighbors = 2;
         c.seed = 2;
-        let b = MioNode::builder().config(c).listen(local).tokens(2000, 16).bootstrap([boot]).open(poll.registry())?;
-        boot = b.local_addr();
-        nodes.push(b);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let stop = stop.clone();
+        relay = Some(std::thread::spawn(move || -> std::io::Result<()> {
+            let mut poll = Poll::new()?;
+            let mut events = Events::with_capacity(1024);
+            let mut b = MioNode::builder()
+                .config(c)
+                .listen(local)
+                .tokens(2000, 16)
+                .bootstrap([boot])
+                .open(poll.registry())
+                .map_err(std::io::Error::other)?;
+            let _ = addr_tx.send(b.local_addr());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let wait = b.poll_timeout().unwrap_or(Duration::from_millis(10)).min(Duration::from_millis(10));
+                poll.poll(&mut events, Some(wait))?;
+                for e in events.iter() {
+                    b.handle_event(e);
+                }
+                b.handle_timeout();
+            }
+            Ok(())
+        }));
+        boot = addr_rx.recv_timeout(Duration::from_secs(5))?;
     }
     let c = MioNode::builder()
         .config(leaf(base, 3))
@@ -127,6 +152,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(r) = relay {
+        let _ = r.join();
+    }
     let s = elapsed.as_secs_f64().max(1e-9);
     let bytes = got * args.size;
     println!(

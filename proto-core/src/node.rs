@@ -768,11 +768,11 @@ impl Node {
                 self.introduce(now, id, w.node, w.referrals);
             }
             (LinkState::Handshake { hello_received: true }, Frame::Refuse(r)) if link.role == Role::Initiator => {
-                self.learn_referrals(&r.referrals);
+                self.learn_referrals(id, &r.referrals);
                 self.end_link(now, id, r.reason, Ending::ByPeer);
             }
             (LinkState::Handshake { hello_received: true } | LinkState::Connected, Frame::Disconnect(d)) => {
-                self.learn_referrals(&d.referrals);
+                self.learn_referrals(id, &d.referrals);
                 self.end_link(now, id, d.reason, Ending::ByPeer);
             }
             (LinkState::Handshake { hello_received: true } | LinkState::Connected, Frame::Ping(n)) => {
@@ -818,7 +818,7 @@ impl Node {
             .find(|l| l.id != id && !l.is_closing() && l.peer == Some(peer) && l.state != LinkState::Dialing)
             .map(|l| ExistingLink { link: l.id, initiated_locally: l.role == Role::Initiator });
         let connected = self.neighbor_count();
-        self.learn_referrals(&referrals);
+        self.learn_referrals(id, &referrals);
         if let Some(link) = self.links.get_mut(&id) {
             link.peer = Some(peer);
         }
@@ -883,14 +883,14 @@ impl Node {
         }
     }
 
-    fn learn_referrals(&mut self, referrals: &[Referral]) {
+    fn learn_referrals(&mut self, source: LinkId, referrals: &[Referral]) {
         if !self.cfg.share_referrals {
             self.stats.referrals_ignored += referrals.len() as u64;
             return;
         }
         for r in referrals {
             if r.node != self.id && !self.cfg.listen_addrs.contains(&r.addr) && mesh::is_dialable(r.addr) {
-                self.maintainer.cache.insert(r.addr, Some(r.node));
+                self.maintainer.cache.insert_from(r.addr, Some(r.node), Some(source));
             } else {
                 self.stats.referrals_rejected += 1;
             }

@@ -1,7 +1,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use crate::id::NodeId;
+use crate::id::{LinkId, NodeId};
 use crate::rng::Rng;
 use crate::wire::Referral;
 
@@ -9,7 +9,9 @@ use crate::wire::Referral;
 /// Bounded; when full, the oldest entry gives way (fresh referrals are likelier to be alive).
 #[derive(Debug)]
 pub struct ReferralCache {
-    entries: VecDeque<(SocketAddr, Option<NodeId>)>,
+    /// Address, the node it names (if the referral said), and the link it came from (None for
+    /// resolver answers and the bootstrap list).
+    entries: VecDeque<(SocketAddr, Option<NodeId>, Option<LinkId>)>,
     capacity: usize,
 }
 
@@ -19,17 +21,30 @@ impl ReferralCache {
         ReferralCache { entries: VecDeque::new(), capacity }
     }
 
-    /// Adds or refreshes an address (and the node ID, when the referral named one).
+    /// Adds or refreshes an address from a resolver or the bootstrap list.
     pub fn insert(&mut self, addr: SocketAddr, node: Option<NodeId>) {
+        self.insert_from(addr, node, None);
+    }
+
+    /// Adds or refreshes an address (and the node ID, when the referral named one) that
+    /// `source` referred. One link's referrals may fill at most a quarter of the cache (its
+    /// oldest give way), so a single neighbor cannot steer most of this node's dials.
+    pub fn insert_from(&mut self, addr: SocketAddr, node: Option<NodeId>, source: Option<LinkId>) {
         if self.capacity == 0 {
             return;
         }
-        if let Some(i) = self.entries.iter().position(|(a, _)| *a == addr) {
+        if let Some(i) = self.entries.iter().position(|(a, _, _)| *a == addr) {
             self.entries.remove(i);
+        } else if source.is_some()
+            && self.entries.iter().filter(|e| e.2 == source).count() >= (self.capacity / 4).max(1)
+        {
+            if let Some(i) = self.entries.iter().position(|e| e.2 == source) {
+                self.entries.remove(i);
+            }
         } else if self.entries.len() >= self.capacity {
             self.entries.pop_front();
         }
-        self.entries.push_back((addr, node));
+        self.entries.push_back((addr, node, source));
     }
 
     /// Removes and returns a random entry for which `usable` holds; entries it rejects are
@@ -39,12 +54,12 @@ impl ReferralCache {
         rng: &mut Rng,
         mut usable: impl FnMut(SocketAddr, Option<NodeId>) -> bool,
     ) -> Option<(SocketAddr, Option<NodeId>)> {
-        self.entries.retain(|(a, n)| usable(*a, *n));
+        self.entries.retain(|(a, n, _)| usable(*a, *n));
         if self.entries.is_empty() {
             return None;
         }
         let i = rng.below(self.entries.len());
-        self.entries.remove(i)
+        self.entries.remove(i).map(|(a, n, _)| (a, n))
     }
 
     /// Number of cached addresses.
@@ -121,6 +136,24 @@ mod tests {
         for good in ["10.0.0.1:1", "127.0.0.1:7000", "[2001:db8::1]:9"] {
             assert!(is_dialable(good.parse().unwrap()), "{good}");
         }
+    }
+
+    #[test]
+    fn one_neighbor_fills_at_most_a_quarter() {
+        let mut c = ReferralCache::new(40);
+        for i in 0..40 {
+            c.insert_from(addr(i), None, Some(LinkId(1)));
+        }
+        assert_eq!(c.len(), 10);
+        for i in 100..120 {
+            c.insert_from(addr(i), None, Some(LinkId(2)));
+        }
+        assert_eq!(c.len(), 20);
+        // Resolver answers are not limited by source.
+        for i in 200..240 {
+            c.insert(addr(i), None);
+        }
+        assert_eq!(c.len(), 40);
     }
 
     #[test]
