@@ -117,6 +117,9 @@ pub(crate) struct Driver {
     tasks: JoinSet<TaskDone>,
     resolves_in_flight: usize,
     unregistering: bool,
+    /// The open call's reply, held until the first registration with the resolver finished, so
+    /// a node that `open` returned is already findable by the next one.
+    open_after_register: Option<oneshot::Sender<Result<(), Error>>>,
     resolver: Option<Arc<dyn Resolver>>,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     send_rx: mpsc::Receiver<SendRequest>,
@@ -166,6 +169,7 @@ impl Driver {
             tasks: JoinSet::new(),
             resolves_in_flight: 0,
             unregistering: false,
+            open_after_register: None,
             resolver: p.resolver,
             cmd_rx: p.cmd_rx,
             send_rx: p.send_rx,
@@ -340,12 +344,14 @@ impl Driver {
     fn open_done(&mut self, result: Result<(), Error>) {
         if let Phase::Opening { reply, .. } = &mut self.phase {
             let failed = result.is_err();
-            if let Some(r) = reply.take() {
-                let _ = r.send(result);
-            }
+            let reply = reply.take();
             self.phase = if failed { Phase::Done } else { Phase::Running };
-            if !failed {
+            if !failed && self.resolver.is_some() {
+                // Answer once registered (the registration has its own timeouts).
+                self.open_after_register = reply;
                 self.register();
+            } else if let Some(r) = reply {
+                let _ = r.send(result);
             }
         }
     }
@@ -593,7 +599,11 @@ impl Driver {
                 }
                 TaskDone::Registered(r) => {
                     if let Err(e) = r {
+                        // The node is a member all the same; it is just not findable yet.
                         tracing::warn!(error = %e, "resolver registration failed");
+                    }
+                    if let Some(reply) = self.open_after_register.take() {
+                        let _ = reply.send(Ok(()));
                     }
                 }
                 TaskDone::Unregistered(r) => {
