@@ -243,8 +243,9 @@ impl Builder {
     }
 
     /// Binds the listener, starts the node's task and joins the mesh. Returns once the node
-    /// has its first neighbor (or at once with [`open_alone`](Self::open_alone)), or fails
-    /// with the first connection error when no member can be reached.
+    /// has its first neighbor (or at once with [`open_alone`](Self::open_alone)) and, with a
+    /// resolver, once its registration finished (so the next node can find it), or fails with
+    /// the first connection error when no member can be reached.
     pub async fn open(self) -> Result<PeerNode, Error> {
         let mesh = match (&self.uri, &self.mesh, &self.config) {
             (Some(uri), _, _) => {
