@@ -836,7 +836,6 @@ impl Node {
         let Some(link) = self.links.get_mut(&id) else { return };
         link.state = LinkState::Connected;
         self.neighbors.push(id);
-        link.connected_at = Some(now);
         link.utility = mesh::LinkUtility::new(now);
         let (node, addr, role) = (link.peer, link.listen_addr(), link.role);
         if role == Role::Responder {

@@ -114,8 +114,6 @@ pub struct Link {
     pub utility: LinkUtility,
     /// The deadline this link currently has in the node's timer queue.
     pub armed: Option<Instant>,
-    /// When it became a neighbor.
-    pub connected_at: Option<Instant>,
     /// When the frame still incomplete in the assembler began to arrive.
     pub partial_since: Option<Instant>,
     /// The neighbor's inbound flood allowance (used when a per-neighbor rate is configured).
@@ -185,7 +183,6 @@ impl Link {
             rtt_nanos: None,
             utility: LinkUtility::new(now),
             armed: None,
-            connected_at: None,
             partial_since: None,
             flood_budget: TokenBucket::new(),
             waiting_since: None,

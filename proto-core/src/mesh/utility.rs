@@ -136,7 +136,8 @@ mod tests {
         assert_eq!(r.useful, 16);
         assert!(u.take_report(Instant::from_millis(6)).is_none());
         assert_eq!(u.last_report(), Instant::from_millis(5));
-        assert!(!u.is_accurate() || u.is_accurate());
+        // 32 floods received: 32 updates, enough to be compared with other links.
+        assert!(u.is_accurate());
     }
 
     #[test]
