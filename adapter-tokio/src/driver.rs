@@ -319,6 +319,10 @@ impl Driver {
             Event::InboundRefused { addr, reason } => tracing::debug!(%addr, %reason, "inbound refused"),
             Event::Online => tracing::info!("online"),
             Event::Offline => tracing::info!("offline"),
+            Event::AuthenticationFailed { addr, failure, .. } => {
+                tracing::warn!(%addr, %failure, "authentication failed")
+            }
+            Event::InvalidSignature { origin, id, .. } => tracing::warn!(%origin, ?id, "invalid signature"),
             Event::MessageDropped { .. } => {}
         }
         if let Phase::Opening { first_error, .. } = &mut self.phase {

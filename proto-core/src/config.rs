@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use crate::error::ConfigError;
 use crate::id::NodeId;
+use crate::security::Security;
 use crate::uri::MeshId;
 
 /// The smallest largest-message size a node may be configured with (the original's minimum).
@@ -124,6 +125,10 @@ pub struct Config {
     /// Bytes queued per link before a forwarded flood evicts the neighbor as NodeTooSlow and a
     /// local send is refused with `SendError::Busy`. Default 256 KiB.
     pub link_queue_bytes: usize,
+
+    /// Link encryption, authentication and flood signing. Default: none (see
+    /// [`Security`]; every member of a mesh must use the same mode and credential kind).
+    pub security: Security,
 }
 
 impl Config {
@@ -165,11 +170,13 @@ impl Config {
             link_queue_bytes: 256 * 1024,
             recovery_window: Some(Duration::from_secs(30)),
             recovery_store_bytes: 4 * 1024 * 1024,
+            security: Security::none(),
         }
     }
 
     /// Checks the fields against each other; `Node::new` calls it.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.security.check().map_err(ConfigError::Security)?;
         if self.min_neighbors == 0
             || self.min_neighbors > self.ideal_neighbors
             || self.ideal_neighbors > self.max_neighbors

@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use crate::security::SecurityConfigError;
 use crate::uri::UriError;
 
 /// A configuration the node cannot run with.
@@ -43,6 +44,11 @@ pub enum ConfigError {
     /// A limit that must be positive is zero (`max_handshakes_per_ip`,
     /// `max_floods_per_neighbor_per_sec`).
     ZeroLimit,
+    /// The security settings cannot work (the inner error says why).
+    Security(SecurityConfigError),
+    /// `node_id` was set, but in a signed mesh a node's ID is derived from its key (so that a
+    /// relay cannot pass off its own signature as the origin's).
+    NodeIdNotFromKey,
 }
 
 impl fmt::Display for ConfigError {
@@ -69,6 +75,13 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroDuration => write!(f, "timeouts and intervals must be non-zero"),
             ConfigError::ZeroLimit => {
                 write!(f, "max_handshakes_per_ip and max_floods_per_neighbor_per_sec must be at least 1")
+            }
+            ConfigError::Security(e) => write!(f, "security: {e}"),
+            ConfigError::NodeIdNotFromKey => {
+                write!(
+                    f,
+                    "node_id must be unset (or equal the key's) when floods are signed: the ID comes from the key"
+                )
             }
         }
     }
@@ -123,6 +136,8 @@ pub enum AcceptError {
     TooManyFromAddress,
     /// The node is not open.
     NotOpen,
+    /// The link's TLS session could not be created.
+    Security,
 }
 
 impl fmt::Display for AcceptError {
@@ -131,6 +146,7 @@ impl fmt::Display for AcceptError {
             AcceptError::TooManyHandshakes => write!(f, "too many inbound handshakes in progress"),
             AcceptError::TooManyFromAddress => write!(f, "too many inbound handshakes in progress from this address"),
             AcceptError::NotOpen => write!(f, "the node is not open"),
+            AcceptError::Security => write!(f, "the link's TLS session could not be created"),
         }
     }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::id::{LinkId, MessageId, NodeId};
 use crate::reason::CloseReason;
+use crate::security::AuthFailure;
 use crate::uri::{ChannelPath, MeshId};
 
 /// Something that happened outside the node. Feed it with
@@ -67,6 +68,14 @@ pub enum Input {
     ListenAddrsChanged {
         /// The new addresses.
         addrs: Vec<SocketAddr>,
+    },
+    /// The wall-clock time, in seconds since the Unix epoch. Certificates are checked against
+    /// it (the core reads no clock); the node moves it on with the `now` of later calls, so
+    /// adapters pass it once at start (and again if the system clock jumps). Only certificate
+    /// meshes need it.
+    WallClock {
+        /// Seconds since 1970-01-01 UTC.
+        unix_secs: u64,
     },
 }
 
@@ -186,6 +195,26 @@ pub enum Event {
         addr: SocketAddr,
         /// Why.
         reason: CloseReason,
+    },
+    /// A peer failed authentication, or rejected this node's (the link is closed with
+    /// [`CloseReason::AuthenticationFailure`]).
+    AuthenticationFailed {
+        /// The link.
+        link: LinkId,
+        /// The peer's address.
+        addr: SocketAddr,
+        /// The check that failed.
+        failure: AuthFailure,
+    },
+    /// A signed flood failed verification: it was dropped, not delivered or forwarded, and its
+    /// link closed with [`CloseReason::InvalidSignature`].
+    InvalidSignature {
+        /// The link it came on.
+        link: LinkId,
+        /// The origin it claimed.
+        origin: NodeId,
+        /// The message ID it claimed.
+        id: MessageId,
     },
     /// A flood was not delivered or not forwarded (counted in stats too).
     MessageDropped {

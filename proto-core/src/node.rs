@@ -16,6 +16,7 @@ use crate::link::{Link, LinkMap, LinkState, Role};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
 use crate::reason::CloseReason;
 use crate::rng::Rng;
+use crate::security::{AuthFailure, ProofRole, SecurityContext, SecurityMode, TlsFailure, TlsSession};
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
@@ -93,6 +94,10 @@ pub struct Node {
     next_request: u64,
     max_frame: usize,
     now: Instant,
+    /// Security machinery; `None` in an unsecured mesh.
+    sec: Option<SecurityContext>,
+    /// The last wall-clock time the adapter passed in, and the node's time then.
+    wall: Option<(Instant, u64)>,
 }
 
 impl Node {
@@ -101,9 +106,17 @@ impl Node {
     pub fn new(config: Config, now: Instant) -> Result<Node, ConfigError> {
         config.validate()?;
         let mut rng = Rng::from_seed(config.seed);
-        let id = match config.node_id {
-            Some(id) => id,
-            None => loop {
+        let sec = match config.security.mode {
+            SecurityMode::None => None,
+            _ => Some(SecurityContext::new(&config.security, config.seed).map_err(ConfigError::Security)?),
+        };
+        // In a signed mesh the ID comes from the key, so no relay can sign as another origin.
+        let key_id = sec.as_ref().filter(|s| s.mode.message()).and_then(|s| s.identity.as_ref()).map(|i| i.node_id());
+        let id = match (config.node_id, key_id) {
+            (Some(id), Some(k)) if id != k => return Err(ConfigError::NodeIdNotFromKey),
+            (_, Some(k)) => k,
+            (Some(id), None) => id,
+            (None, None) => loop {
                 if let Some(id) = NodeId::new(rng.next_u64()) {
                     break id;
                 }
@@ -132,6 +145,8 @@ impl Node {
             online: false,
             next_request: 1,
             now,
+            sec,
+            wall: None,
         })
     }
 
@@ -180,6 +195,10 @@ impl Node {
                 self.cfg.listen_addrs =
                     addrs.into_iter().filter(|a| mesh::is_dialable(*a)).take(wire::MAX_ADDRESSES).collect();
             }
+            Input::WallClock { unix_secs } => {
+                self.wall = Some((now, unix_secs));
+                self.advance(now);
+            }
         }
         self.compact_timers();
     }
@@ -201,10 +220,13 @@ impl Node {
             return Err(AcceptError::TooManyFromAddress);
         }
         let id = self.new_link_id();
-        let link = Link::new(id, Role::Responder, LinkState::Handshake { hello_received: false }, remote, now);
+        let mut link = Link::new(id, Role::Responder, LinkState::Handshake { hello_received: false }, remote, now);
+        if let Some(sec) = &self.sec {
+            link.security = sec.new_link(false).map_err(|_| AcceptError::Security)?;
+        }
         self.links.insert(id, link);
         self.stats.accepted += 1;
-        self.queue_control(id, &self.hello());
+        self.queue_hello(id);
         self.rearm_link(id);
         Ok(id)
     }
@@ -229,12 +251,24 @@ impl Node {
         self.rng.fill(&mut id.0);
         self.seen.insert(now, id);
         let h = self.cfg.hop_limit;
-        wire::encode_flood_header(h, h, &id.0, self.id.get(), path.as_bytes(), payload.len(), &mut self.scratch);
+        let signer = self.sec.as_ref().filter(|s| s.mode.message()).and_then(|s| s.identity.as_ref());
+        match signer {
+            Some(identity) => {
+                let digest = crate::security::flood_digest(&id, self.id, path.as_bytes(), &payload);
+                let sig = identity.signer().sign(&digest);
+                let (origin, path) = (self.id.get(), path.as_bytes());
+                wire::encode_signed_flood_header(h, h, &id.0, origin, path, &sig, payload.len(), &mut self.scratch);
+            }
+            None => {
+                wire::encode_flood_header(h, h, &id.0, self.id.get(), path.as_bytes(), payload.len(), &mut self.scratch)
+            }
+        }
+        let signer = signer.map(|_| self.id);
         let header = self.scratch.split().freeze();
         if let Some(store) = &mut self.recent {
             store.record(now, id, header.clone(), payload.clone(), self.stats.bytes_received);
         }
-        self.queue_to_all(now, None, header, payload);
+        self.queue_to_all(now, None, header, payload, signer);
         self.stats.floods_sent += 1;
         Ok(id)
     }
@@ -278,7 +312,9 @@ impl Node {
     /// socket takes more; the chunks share memory with received buffers and payloads.
     pub fn poll_transmit(&mut self, link: LinkId, max: usize) -> Option<Bytes> {
         let l = self.links.get_mut(&link)?;
-        match l.queue.pop(max) {
+        let next =
+            if l.security.as_ref().is_some_and(|s| s.tls.is_some()) { pull_tls(l, max) } else { l.queue.pop(max) };
+        match next {
             Some(b) => {
                 l.waiting_since = Some(self.now);
                 self.stats.bytes_sent += b.len() as u64;
@@ -300,9 +336,11 @@ impl Node {
     /// Zero means the queue is empty (a closing link is then forgotten, as with `poll_transmit`).
     pub fn poll_transmit_into(&mut self, link: LinkId, max: usize, out: &mut Vec<Bytes>) -> usize {
         let Some(l) = self.links.get_mut(&link) else { return 0 };
+        let tls = l.security.as_ref().is_some_and(|s| s.tls.is_some());
         let mut taken = 0;
         while taken < max {
-            let Some(b) = l.queue.pop(max - taken) else { break };
+            let next = if tls { pull_tls(l, max - taken) } else { l.queue.pop(max - taken) };
+            let Some(b) = next else { break };
             taken += b.len();
             out.push(b);
         }
@@ -441,6 +479,9 @@ impl Node {
         // Inputs may come with a slightly older `now` from a multi-threaded adapter; the node's
         // clock never goes back.
         self.now = self.now.max(now);
+        if let (Some((at, secs)), Some(sec)) = (self.wall, &self.sec) {
+            sec.clock.set(secs + self.now.saturating_duration_since(at).as_secs());
+        }
     }
 
     fn open(&mut self, now: Instant) {
@@ -667,8 +708,15 @@ impl Node {
 
     // ----- links --------------------------------------------------------------------------
 
-    fn hello(&self) -> Frame {
-        Frame::Hello(Hello { version: wire::VERSION, security: 0, mesh: self.cfg.mesh.clone() })
+    /// Queues the Hello, which travels in the clear even in a TLS mesh: it announces the
+    /// security setting, and the TLS handshake follows it on the same stream.
+    fn queue_hello(&mut self, id: LinkId) {
+        let security = self.sec.as_ref().map_or(0, |s| s.setting.0);
+        let hello = Frame::Hello(Hello { version: wire::VERSION, security, mesh: self.cfg.mesh.clone() });
+        self.queue_control(id, &hello);
+        if let Some(link) = self.links.get_mut(&id) {
+            link.raw_prefix = link.queue.len_bytes();
+        }
     }
 
     fn on_link_connected(&mut self, now: Instant, id: LinkId) {
@@ -678,10 +726,31 @@ impl Node {
         }
         link.state = LinkState::Handshake { hello_received: false };
         link.last_recv = now;
-        let connect = Frame::Connect(Connect { node: self.id, addrs: self.cfg.listen_addrs.iter().copied().collect() });
-        self.queue_control(id, &self.hello());
-        self.queue_control(id, &connect);
+        if let Some(sec) = &self.sec {
+            match sec.new_link(true) {
+                Ok(s) => link.security = s,
+                Err(f) => return self.auth_failed(now, id, f),
+            }
+        }
+        self.queue_hello(id);
+        // With TLS the Connect waits for the handshake (and the proofs); see on_tls_progress.
+        if self.links.get(&id).is_some_and(|l| l.security.as_ref().is_none_or(|s| s.tls.is_none())) {
+            self.queue_connect(id);
+        }
         self.rearm_link(id);
+    }
+
+    fn queue_connect(&mut self, id: LinkId) {
+        let connect = Frame::Connect(Connect { node: self.id, addrs: self.cfg.listen_addrs.iter().copied().collect() });
+        self.queue_control(id, &connect);
+    }
+
+    /// A peer failed authentication (or rejected this node): report which check and close.
+    fn auth_failed(&mut self, now: Instant, id: LinkId, failure: AuthFailure) {
+        let Some(link) = self.links.get(&id) else { return };
+        self.stats.auth_failures += 1;
+        self.outputs.push_back(Output::Event(Event::AuthenticationFailed { link: id, addr: link.addr, failure }));
+        self.end_link(now, id, CloseReason::AuthenticationFailure, Ending::Local);
     }
 
     fn on_received(&mut self, now: Instant, id: LinkId, data: Bytes) {
@@ -697,7 +766,13 @@ impl Node {
         }
         link.last_recv = now;
         let copied_before = link.assembler.copied_bytes();
-        link.assembler.push(data);
+        if link.tls_active() {
+            let Some(plain) = self.decrypt(now, id, &data) else { return };
+            let Some(link) = self.links.get_mut(&id) else { return };
+            link.assembler.push(plain);
+        } else {
+            link.assembler.push(data);
+        }
         loop {
             let Some(link) = self.links.get_mut(&id) else { return };
             if link.is_closing() {
@@ -713,7 +788,10 @@ impl Node {
             };
             // Floods on a neighbor link take the hot path: no Bytes for path or payload unless
             // the payload is delivered.
-            if link.is_connected() && frame.first() == Some(&(wire::FrameType::Flood as u8)) {
+            let ty = frame.first().copied();
+            if link.is_connected()
+                && (ty == Some(wire::FrameType::Flood as u8) || ty == Some(wire::FrameType::SignedFlood as u8))
+            {
                 match wire::decode_flood_head(&frame) {
                     Ok(head) => self.on_flood(now, id, frame, head),
                     Err(_) => {
@@ -748,17 +826,130 @@ impl Node {
         self.rearm_link(id);
     }
 
+    /// Runs received bytes through the link's TLS session; `None` if the link ended.
+    fn decrypt(&mut self, now: Instant, id: LinkId, data: &[u8]) -> Option<Bytes> {
+        let link = self.links.get_mut(&id)?;
+        let queue_was_empty = link.queue.is_empty();
+        let tls = link.security.as_mut()?.tls.as_mut()?;
+        let was_established = tls.is_established();
+        let result = tls.receive(data);
+        // Handshake messages or an alert to send: make sure the adapter comes to pull them.
+        if tls.has_output() && queue_was_empty {
+            self.outputs.push_back(Output::Transmit { link: id });
+        }
+        let established = tls.is_established();
+        match result {
+            Ok(plain) => {
+                if !was_established && established {
+                    self.on_tls_established(now, id);
+                }
+                self.links.contains_key(&id).then_some(plain)
+            }
+            Err(TlsFailure(failure)) => {
+                self.auth_failed(now, id, failure);
+                None
+            }
+        }
+    }
+
+    /// The TLS handshake finished. With certificates the peer is authenticated now (rustls
+    /// checked its chain); with a password the initiator proves first, and its Connect follows
+    /// the proof at once (the responder checks the proof before reading the Connect).
+    fn on_tls_established(&mut self, now: Instant, id: LinkId) {
+        let Some(sec) = &self.sec else { return };
+        let Some(link) = self.links.get_mut(&id) else { return };
+        let Some(ls) = link.security.as_mut() else { return };
+        let Some(tls) = ls.tls.as_ref() else { return };
+        match &sec.mesh_key {
+            None => ls.peer_authenticated = true,
+            Some(key) if link.role == Role::Initiator => {
+                let Some(binding) = tls.session_binding() else {
+                    return self.auth_failed(now, id, AuthFailure::Tls("no exporter".into()));
+                };
+                let proof = key.prove(ProofRole::Initiator, &binding);
+                ls.proof_sent = true;
+                self.queue_control(id, &Frame::Proof(proof));
+            }
+            Some(_) => {}
+        }
+        if self.links.get(&id).is_some_and(|l| l.role == Role::Initiator) {
+            self.queue_connect(id);
+        }
+    }
+
+    /// A password proof arrived: check it against this link's session and the peer's role.
+    /// The responder proves itself only after the initiator's proof checked out.
+    fn on_proof(&mut self, now: Instant, id: LinkId, proof: [u8; 32]) {
+        let (Some(sec), Some(link)) = (&self.sec, self.links.get_mut(&id)) else { return };
+        let role = link.role;
+        let (Some(key), Some(ls)) = (&sec.mesh_key, link.security.as_mut()) else {
+            return self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+        };
+        let binding = ls.tls.as_ref().filter(|t| t.is_established()).and_then(|t| t.session_binding());
+        let expected_turn = match role {
+            Role::Responder => !ls.proof_sent,
+            Role::Initiator => ls.proof_sent,
+        };
+        let (Some(binding), true, false) = (binding, expected_turn, ls.peer_authenticated) else {
+            return self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+        };
+        let peer_role = if role == Role::Responder { ProofRole::Initiator } else { ProofRole::Responder };
+        if !key.verify(peer_role, &binding, &proof) {
+            return self.auth_failed(now, id, AuthFailure::WrongPassword);
+        }
+        ls.peer_authenticated = true;
+        if role == Role::Responder {
+            let mine = key.prove(ProofRole::Responder, &binding);
+            ls.proof_sent = true;
+            self.queue_control(id, &Frame::Proof(mine));
+        }
+    }
+
+    /// Message mode: a peer introduces the signer of an origin it will forward floods of.
+    fn on_credential(&mut self, now: Instant, id: LinkId, c: wire::CredentialFrame) {
+        let Some(sec) = self.sec.as_mut().filter(|s| s.mode.message()) else {
+            return self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+        };
+        match sec.check_credential(c.origin, &c.credential) {
+            Ok(known) => {
+                if let Some(ls) = self.links.get_mut(&id).and_then(|l| l.security.as_mut()) {
+                    ls.creds_received.push(c.origin, Some(known));
+                }
+            }
+            Err(failure) => self.auth_failed(now, id, failure),
+        }
+    }
+
     fn on_frame(&mut self, now: Instant, id: LinkId, frame: Frame) {
         let Some(link) = self.links.get_mut(&id) else { return };
         match (link.state, frame) {
             (LinkState::Handshake { hello_received: false }, Frame::Hello(h)) => {
+                let mine = self.sec.as_ref().map_or(0, |s| s.setting.0);
                 if h.mesh != self.cfg.mesh {
                     self.end_link(now, id, CloseReason::WrongMesh, Ending::Local);
-                } else if h.security != 0 {
-                    self.end_link(now, id, CloseReason::Incompatible, Ending::Local);
+                } else if h.security != mine {
+                    self.end_link(now, id, CloseReason::SecurityMismatch, Ending::Local);
                 } else {
                     link.state = LinkState::Handshake { hello_received: true };
+                    if let Some(ls) = link.security.as_mut().filter(|s| s.tls.is_some()) {
+                        // From here on the stream is TLS records, including any bytes that
+                        // came with the Hello.
+                        ls.tls_started = true;
+                        let rest = link.assembler.take_unparsed();
+                        if !rest.is_empty() {
+                            let Some(plain) = self.decrypt(now, id, &rest) else { return };
+                            if let Some(link) = self.links.get_mut(&id) {
+                                link.assembler.push(plain);
+                            }
+                        }
+                    }
                 }
+            }
+            (LinkState::Handshake { hello_received: true }, Frame::Proof(p)) => self.on_proof(now, id, p),
+            (LinkState::Handshake { hello_received: true }, Frame::Connect(_) | Frame::Welcome(_))
+                if !peer_authenticated(link) =>
+            {
+                self.auth_failed(now, id, AuthFailure::MissingProof);
             }
             (LinkState::Handshake { hello_received: true }, Frame::Connect(c)) if link.role == Role::Responder => {
                 link.peer_listen = c.addrs;
@@ -767,6 +958,7 @@ impl Node {
             (LinkState::Handshake { hello_received: true }, Frame::Welcome(w)) if link.role == Role::Initiator => {
                 self.introduce(now, id, w.node, w.referrals);
             }
+            (LinkState::Connected, Frame::Credential(c)) => self.on_credential(now, id, c),
             (LinkState::Handshake { hello_received: true }, Frame::Refuse(r)) if link.role == Role::Initiator => {
                 self.learn_referrals(id, &r.referrals);
                 self.end_link(now, id, r.reason, Ending::ByPeer);
@@ -871,8 +1063,15 @@ impl Node {
         let Some(store) = &mut self.recent else { return };
         let frames = store.frames_for(now, self.stats.bytes_received, ids);
         let limit = self.cfg.link_queue_bytes;
-        let Some(link) = self.links.get_mut(&id) else { return };
+        let signed_mesh = self.sec.as_ref().is_some_and(|s| s.mode.message());
         for (head, rest) in frames {
+            if signed_mesh {
+                let Some(origin) = stored_origin(&head, &rest) else { continue };
+                if !self.introduce_signer(id, origin) {
+                    continue;
+                }
+            }
+            let Some(link) = self.links.get_mut(&id) else { return };
             if !link.queue.has_room(head.len() + rest.len(), limit) {
                 break;
             }
@@ -953,7 +1152,7 @@ impl Node {
                     if ending == Ending::ByPeer {
                         link.queue.clear();
                     }
-                    if link.queue.is_empty() {
+                    if !link.has_output() {
                         self.links.remove(&id);
                     } else {
                         self.rearm_link(id);
@@ -1103,6 +1302,10 @@ impl Node {
         let limit = self.cfg.link_queue_bytes + CONTROL_HEADROOM;
         let now = self.now;
         let Some(link) = self.links.get_mut(&id) else { return };
+        if !matches!(frame, Frame::Hello(_)) && !link.can_queue_frames() {
+            // TLS not up yet: nothing can be encrypted (a failed handshake's alert says goodbye).
+            return;
+        }
         if !link.queue.has_room(bytes.len(), limit) {
             if !link.is_closing() {
                 self.end_link(now, id, CloseReason::NodeTooSlow, Ending::Local);
@@ -1117,7 +1320,12 @@ impl Node {
     /// Queues a flood (header, then the shared payload); a neighbor whose queue cannot take it
     /// is evicted as too slow, which is what bounds memory when a neighbor reads slower than
     /// the mesh sends.
-    fn queue_flood(&mut self, now: Instant, id: LinkId, head: Bytes, rest: Bytes) {
+    fn queue_flood(&mut self, now: Instant, id: LinkId, head: Bytes, rest: Bytes, signer: Option<NodeId>) {
+        if let Some(origin) = signer {
+            if !self.introduce_signer(id, origin) {
+                return;
+            }
+        }
         let Some(link) = self.links.get_mut(&id) else { return };
         let rx = self.stats.bytes_received;
         let pinned = link.queue.oldest_mark().map_or(0, |m| rx.saturating_sub(m));
@@ -1134,13 +1342,13 @@ impl Node {
 
     /// Queues a flood's two chunks to every neighbor but `except`; the last one gets the
     /// caller's handles, the others share them (a reference count each, never a copy).
-    fn queue_to_all(&mut self, now: Instant, except: Option<LinkId>, head: Bytes, rest: Bytes) {
+    fn queue_to_all(&mut self, now: Instant, except: Option<LinkId>, head: Bytes, rest: Bytes, signer: Option<NodeId>) {
         let ids = self.connected_links(except);
         if let Some((last, others)) = ids.split_last() {
             for id in others {
-                self.queue_flood(now, *id, head.clone(), rest.clone());
+                self.queue_flood(now, *id, head.clone(), rest.clone(), signer);
             }
-            self.queue_flood(now, *last, head, rest);
+            self.queue_flood(now, *last, head, rest, signer);
         }
     }
 
@@ -1150,10 +1358,68 @@ impl Node {
 
     // ----- flooding -----------------------------------------------------------------------
 
+    /// Checks a signed flood against the signer its link introduced for the origin. A bad
+    /// signature drops the copy, is reported and closes the link.
+    fn verify_flood(&mut self, now: Instant, from: LinkId, raw: &Bytes, f: &wire::FloodHead) -> bool {
+        let signer = self
+            .links
+            .get(&from)
+            .and_then(|l| l.security.as_ref())
+            .and_then(|s| s.creds_received.get(f.origin))
+            .cloned();
+        let Some(signer) = signer else {
+            // Floods of an origin must follow its Credential on the same link.
+            self.end_link(now, from, CloseReason::ProtocolViolation, Ending::Local);
+            return false;
+        };
+        let digest = crate::security::flood_digest(
+            &f.id,
+            f.origin,
+            &raw[wire::FLOOD_FIXED..f.path_end],
+            &raw[f.payload_start..],
+        );
+        let sig = f.signature().map_or(&[][..], |r| &raw[r]);
+        if signer.signer.verify(&digest, sig) {
+            self.stats.signatures_verified += 1;
+            return true;
+        }
+        self.stats.invalid_signatures += 1;
+        self.outputs.push_back(Output::Event(Event::InvalidSignature { link: from, origin: f.origin, id: f.id }));
+        self.end_link(now, from, CloseReason::InvalidSignature, Ending::Local);
+        false
+    }
+
+    /// Before the first signed flood of `origin` on link `id`, sends the origin's credential
+    /// there. False if the credential is no longer known (the flood is then not sent on that
+    /// link: its receiver could not verify it).
+    fn introduce_signer(&mut self, id: LinkId, origin: NodeId) -> bool {
+        let Some(ls) = self.links.get(&id).and_then(|l| l.security.as_ref()) else { return false };
+        if ls.creds_sent.contains(origin) {
+            return true;
+        }
+        let Some(credential) = self.sec.as_ref().and_then(|s| s.credential_of(self.id, origin)) else {
+            self.stats.floods_unintroduced += 1;
+            return false;
+        };
+        self.queue_control(id, &Frame::Credential(wire::CredentialFrame { origin, credential }));
+        // Queueing may have closed the link (queue full).
+        match self.links.get_mut(&id) {
+            Some(l) if !l.is_closing() => {
+                if let Some(ls) = l.security.as_mut() {
+                    ls.creds_sent.push(origin, None);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn on_flood(&mut self, now: Instant, from: LinkId, raw: Bytes, f: wire::FloodHead) {
-        let payload_len = raw.len() - f.path_end;
-        // The frame bound leaves room for a long path; the payload has its own limit.
-        if payload_len > self.cfg.max_message_size {
+        let payload_len = raw.len() - f.payload_start;
+        let signed_mesh = self.sec.as_ref().is_some_and(|s| s.mode.message());
+        // The frame bound leaves room for a long path; the payload has its own limit. A signed
+        // mesh carries only signed floods, an unsigned one only plain floods.
+        if payload_len > self.cfg.max_message_size || f.is_signed() != signed_mesh {
             self.end_link(now, from, CloseReason::ProtocolViolation, Ending::Local);
             return;
         }
@@ -1166,7 +1432,18 @@ impl Node {
                 return;
             }
         }
-        let first = self.seen.insert(now, f.id);
+        // A signed copy is verified only if its ID is new, and only a verified copy is marked
+        // seen: a forged first copy cannot suppress the genuine one.
+        let first = if !signed_mesh {
+            self.seen.insert(now, f.id)
+        } else if self.seen.contains(&f.id) {
+            false
+        } else {
+            if !self.verify_flood(now, from, &raw, &f) {
+                return;
+            }
+            self.seen.insert(now, f.id)
+        };
         let Some(link) = self.links.get_mut(&from) else { return };
         if link.utility.on_received(first) {
             if let Some(r) = link.utility.take_report(now) {
@@ -1181,14 +1458,15 @@ impl Node {
         // A peer may claim any hop limit; this node forwards no further than its own.
         match forward_hops(f.hops_left).map(|h| h.min(self.cfg.hop_limit)) {
             Some(h) => {
-                wire::encode_forward_head(raw.len(), h, &mut self.scratch);
+                wire::encode_forward_head(raw.len(), raw[0], h, &mut self.scratch);
                 let head = self.scratch.split().freeze();
                 // The received frame from its hop limit on, unchanged and uncopied.
                 let rest = raw.slice(2..);
                 if let Some(store) = &mut self.recent {
                     store.record(now, f.id, head.clone(), rest.clone(), self.stats.bytes_received);
                 }
-                self.queue_to_all(now, Some(from), head, rest);
+                let signer = signed_mesh.then_some(f.origin);
+                self.queue_to_all(now, Some(from), head, rest, signer);
             }
             None => {
                 self.stats.hop_limit_reached += 1;
@@ -1205,12 +1483,70 @@ impl Node {
                     origin: f.origin,
                     path: path.clone(),
                     hops,
-                    payload: raw.slice(f.path_end..),
+                    payload: raw.slice(f.payload_start..),
                 }));
             }
             None => self.stats.no_channel += 1,
         }
     }
+}
+
+/// Whether the peer on `link` may introduce itself: always without TLS, else once TLS (and the
+/// password proof) authenticated it.
+fn peer_authenticated(link: &Link) -> bool {
+    match &link.security {
+        Some(s) if s.tls.is_some() => s.peer_authenticated,
+        _ => true,
+    }
+}
+
+/// The origin of a flood kept as (head, rest) by the recovery store: bytes 19..27 of the frame
+/// after its length prefix, wherever the split between the two pieces falls.
+fn stored_origin(head: &Bytes, rest: &Bytes) -> Option<NodeId> {
+    let mut origin = [0u8; 8];
+    let start = wire::LEN_PREFIX + 19;
+    for (i, b) in origin.iter_mut().enumerate() {
+        let at = start + i;
+        *b = if at < head.len() { head[at] } else { *rest.get(at - head.len())? };
+    }
+    NodeId::new(u64::from_be_bytes(origin))
+}
+
+/// The next bytes of a TLS link: the Hello in the clear first, then TLS records (handshake
+/// and alerts as rustls makes them; queued frames encrypted a batch at a time, only as the
+/// adapter pulls, so the queue's accounting stays in plaintext and nothing is encrypted for a
+/// peer that does not read).
+fn pull_tls(l: &mut Link, max: usize) -> Option<Bytes> {
+    if l.raw_prefix > 0 {
+        let b = l.queue.pop(max.min(l.raw_prefix))?;
+        l.raw_prefix -= b.len();
+        return Some(b);
+    }
+    let sec = l.security.as_mut()?;
+    if sec.pending.is_empty() {
+        let tls = sec.tls.as_mut()?;
+        let mut out = Vec::new();
+        tls.write_into(&mut out);
+        if out.is_empty() && tls.is_established() {
+            let mut chunks: SmallVec<[Bytes; 32]> = SmallVec::new();
+            let mut taken = 0;
+            while taken < TlsSession::BATCH && chunks.len() < chunks.inline_size() {
+                let Some(b) = l.queue.pop(TlsSession::BATCH - taken) else { break };
+                taken += b.len();
+                chunks.push(b);
+            }
+            if !chunks.is_empty() {
+                tls.encrypt(&chunks);
+                tls.write_into(&mut out);
+            }
+        }
+        sec.pending = Bytes::from(out);
+    }
+    if sec.pending.is_empty() {
+        return None;
+    }
+    let n = max.min(sec.pending.len());
+    Some(sec.pending.split_to(n))
 }
 
 fn push_chunks<const N: usize>(

@@ -37,13 +37,18 @@ pub enum CloseReason {
     WrongMesh = 14,
     /// Nothing was received for the idle timeout (keepalives included).
     IdleTimeout = 15,
-    /// The peer speaks an unsupported protocol version or security setting.
+    /// The peer speaks an unsupported protocol version.
     Incompatible = 16,
+    /// The peer announced another security mode or credential kind than this node's (a node
+    /// never lowers its own setting to match).
+    SecurityMismatch = 17,
+    /// The peer sent a signed flood whose signature did not verify.
+    InvalidSignature = 18,
 }
 
 impl CloseReason {
     /// Every reason, in code order.
-    pub const ALL: [CloseReason; 16] = [
+    pub const ALL: [CloseReason; 18] = [
         CloseReason::InvalidNeighbor,
         CloseReason::LeavingMesh,
         CloseReason::NotUsefulNeighbor,
@@ -60,6 +65,8 @@ impl CloseReason {
         CloseReason::WrongMesh,
         CloseReason::IdleTimeout,
         CloseReason::Incompatible,
+        CloseReason::SecurityMismatch,
+        CloseReason::InvalidSignature,
     ];
 
     /// The wire code.
@@ -96,7 +103,9 @@ impl fmt::Display for CloseReason {
             CloseReason::ProtocolViolation => "protocol violation",
             CloseReason::WrongMesh => "peer belongs to another mesh",
             CloseReason::IdleTimeout => "nothing received within the idle timeout",
-            CloseReason::Incompatible => "incompatible protocol version or security setting",
+            CloseReason::Incompatible => "incompatible protocol version",
+            CloseReason::SecurityMismatch => "peer uses another security mode or credential kind",
+            CloseReason::InvalidSignature => "peer sent a flood with an invalid signature",
         };
         f.write_str(s)
     }
@@ -113,7 +122,7 @@ mod tests {
             assert_eq!(CloseReason::ALL[r.index()], r);
         }
         assert_eq!(CloseReason::from_code(0), None);
-        assert_eq!(CloseReason::from_code(17), None);
+        assert_eq!(CloseReason::from_code(19), None);
         assert_eq!(CloseReason::NodeBusy.code(), 6);
         assert_eq!(CloseReason::NodeTooSlow.code(), 12);
     }

@@ -44,9 +44,9 @@ pub struct Stats {
     /// Links that became neighbors.
     pub neighbors_up: u64,
     /// Neighbors lost, by reason (index with [`CloseReason::index`]).
-    pub neighbors_down: [u64; 16],
+    pub neighbors_down: [u64; CloseReason::ALL.len()],
     /// Links closed by this node before becoming neighbors, by reason.
-    pub handshakes_failed: [u64; 16],
+    pub handshakes_failed: [u64; CloseReason::ALL.len()],
     /// Floods dropped because their neighbor exceeded `max_floods_per_neighbor_per_sec`.
     pub floods_rate_limited: u64,
     /// Referrals ignored: this node, unroutable addresses (unspecified, multicast, broadcast,
@@ -66,6 +66,17 @@ pub struct Stats {
     pub resolves: u64,
     /// Resolver requests that failed or timed out.
     pub resolve_failures: u64,
+    /// Peers that failed authentication (wrong password, missing proof, certificate rejected
+    /// by either side).
+    pub auth_failures: u64,
+    /// Signed floods whose signature verified (first copies only: duplicates are not
+    /// verified).
+    pub signatures_verified: u64,
+    /// Signed floods dropped because their signature did not verify.
+    pub invalid_signatures: u64,
+    /// Signed floods not sent on a link because their origin's credential was forgotten
+    /// (more origins than the node remembers; see `security::CREDENTIAL_WINDOW`).
+    pub floods_unintroduced: u64,
     /// Message IDs forgotten early because the seen cache was full.
     pub seen_evicted_early: u64,
     /// IDs in the seen cache now.

@@ -41,14 +41,27 @@ fn sample_frames() -> Vec<Frame> {
             id: MessageId([9; 16]),
             origin: nid(3),
             path: Bytes::from_static(b"/chat"),
+            signature: None,
             payload: Bytes::from(vec![0xAB; 1024]),
         }),
+        Frame::Flood(Flood {
+            hops_left: 2,
+            hop_limit: 8,
+            id: MessageId([4; 16]),
+            origin: nid(3),
+            path: Bytes::from_static(b"/signed"),
+            signature: Some(Bytes::from(vec![0x5A; 64])),
+            payload: Bytes::from_static(b"hi"),
+        }),
+        Frame::Proof([0x11; 32]),
+        Frame::Credential(CredentialFrame { origin: nid(9), credential: Bytes::from(vec![1; 33]) }),
         Frame::Flood(Flood {
             hops_left: 1,
             hop_limit: 1,
             id: MessageId([0; 16]),
             origin: nid(3),
             path: Bytes::from_static(b"/"),
+            signature: None,
             payload: Bytes::new(),
         }),
     ]
@@ -191,6 +204,7 @@ fn path_limit_is_enforced() {
         id: MessageId([1; 16]),
         origin: nid(1),
         path: Bytes::from(long),
+        signature: None,
         payload: Bytes::new(),
     });
     assert_eq!(decode_one(&encode(&f)), Err(DecodeError::BadPath));
@@ -241,5 +255,20 @@ fn flood_layout_matches_protocol_md() {
     assert_eq!(&w[33..35], b"/p");
     assert_eq!(&w[35..], b"data");
     assert_eq!(FLOOD_FIXED, 29);
-    assert_eq!(max_frame_len(65536), 69_661);
+    // Longest path, a signature block of at most 1 + 80 bytes, the payload.
+    assert_eq!(max_frame_len(65536), 69_742);
+
+    // A SignedFlood: the same up to the path, then the signature's length and bytes.
+    let mut out = BytesMut::new();
+    encode_signed_flood_header(3, 9, &[0xEE; 16], 0x0102_0304_0506_0708, b"/p", &[0x5A; 64], 4, &mut out);
+    out.put_slice(b"data");
+    let w = out.freeze();
+    assert_eq!(&w[0..4], &(29u32 + 2 + 1 + 64 + 4).to_be_bytes());
+    assert_eq!(w[4], 0x11);
+    assert_eq!(&w[33..35], b"/p");
+    assert_eq!(w[35], 64);
+    assert_eq!(&w[36..100], &[0x5A; 64]);
+    assert_eq!(&w[100..], b"data");
+    let head = decode_flood_head(&w.slice(4..)).unwrap();
+    assert_eq!((head.path_end, head.signature_len, head.payload_start), (31, 64, 96));
 }

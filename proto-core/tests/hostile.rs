@@ -164,7 +164,7 @@ fn hostile_frames_close_only_the_offending_link() {
         ("bad magic", Phase::Fresh, raw(&[0x01, b'X', b'X', b'X', b'X', 1, 0, 1, b'x']), ProtocolViolation),
         ("other protocol version", Phase::Fresh, raw(&hello_v2), Incompatible),
         ("wrong mesh", Phase::Fresh, hello("othermesh"), WrongMesh),
-        ("security mismatch", Phase::Fresh, secure_hello, Incompatible),
+        ("security mismatch", Phase::Fresh, secure_hello, SecurityMismatch),
         ("own NodeId", Phase::AfterHello, connect(ME), DuplicateNodeId),
         ("node id zero", Phase::AfterHello, raw(&[0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ProtocolViolation),
         ("too many addresses", Phase::AfterHello, raw(&too_many_addrs), ProtocolViolation),

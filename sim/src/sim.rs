@@ -575,6 +575,15 @@ impl Simulation {
                         h.mix(*reason as u64);
                     }
                     Event::MessageDropped { .. } => h.mix(7),
+                    Event::AuthenticationFailed { link, .. } => {
+                        h.mix(8);
+                        h.mix(link.0);
+                    }
+                    Event::InvalidSignature { link, origin, .. } => {
+                        h.mix(9);
+                        h.mix(link.0);
+                        h.mix(origin.get());
+                    }
                 }
             }
         }

@@ -82,6 +82,18 @@ impl FrameAssembler {
         self.copied
     }
 
+    /// Takes every byte held but not yet returned as a frame, in order (when the stream
+    /// switches to TLS after the Hello, the rest belongs to the TLS session).
+    pub fn take_unparsed(&mut self) -> Bytes {
+        if self.partial.is_empty() {
+            return core::mem::take(&mut self.rest);
+        }
+        let mut joined = core::mem::take(&mut self.partial);
+        joined.extend_from_slice(&self.rest);
+        self.rest = Bytes::new();
+        joined.freeze()
+    }
+
     /// Bytes held (partial frame and unparsed input).
     pub fn buffered(&self) -> usize {
         self.partial.len() + self.rest.len()

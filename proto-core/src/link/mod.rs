@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 use crate::config::Config;
 use crate::id::{LinkId, NodeId};
 use crate::mesh::LinkUtility;
+use crate::security::LinkSecurity;
 use crate::time::Instant;
 
 /// The node's links by handle. Hashed with a fixed function of the handle (no random state),
@@ -128,6 +129,11 @@ pub struct Link {
     pub digest_received: bool,
     /// Recovery: the peer's Want arrived (only one is allowed).
     pub want_received: bool,
+    /// Security state (TLS session, proofs, introduced signers); `None` in an unsecured mesh.
+    pub security: Option<Box<LinkSecurity>>,
+    /// Bytes at the head of the queue that go out as they are, before TLS takes over (the
+    /// Hello, which announces the security setting in the clear).
+    pub raw_prefix: usize,
 }
 
 /// A token bucket refilled at `rate` tokens per second, holding at most one second's worth.
@@ -189,6 +195,8 @@ impl Link {
             digest_sent: false,
             digest_received: false,
             want_received: false,
+            security: None,
+            raw_prefix: 0,
         }
     }
 
@@ -200,6 +208,31 @@ impl Link {
     /// Whether queued bytes have waited `timeout` without any being pulled.
     pub fn write_stalled(&self, now: Instant, timeout: core::time::Duration) -> bool {
         !self.queue.is_empty() && self.waiting_since.is_some_and(|t| now >= t + timeout)
+    }
+
+    /// Whether the link's TLS session carries its bytes (the peer's Hello arrived in a
+    /// Transport mesh).
+    pub fn tls_active(&self) -> bool {
+        self.security.as_ref().is_some_and(|s| s.tls_started && s.tls.is_some())
+    }
+
+    /// Whether frames may be queued for the peer: always without TLS; with TLS only once the
+    /// handshake finished (before that nothing can be encrypted, and a farewell has no way to
+    /// travel but the TLS alert).
+    pub fn can_queue_frames(&self) -> bool {
+        match &self.security {
+            Some(s) => s.tls.as_ref().is_none_or(|t| t.is_established()),
+            None => true,
+        }
+    }
+
+    /// Whether bytes wait to be pulled: queued frames or TLS records (handshake, alerts).
+    pub fn has_output(&self) -> bool {
+        !self.queue.is_empty()
+            || self
+                .security
+                .as_ref()
+                .is_some_and(|s| !s.pending.is_empty() || s.tls.as_ref().is_some_and(|t| t.has_output()))
     }
 
     /// A neighbor that floods flow to.

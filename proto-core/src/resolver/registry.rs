@@ -266,11 +266,24 @@ impl Registry {
         let Some(list) = self.meshes.get(mesh) else { return Vec::new() };
         let eligible = |id: &RegistrationId| self.records.get(id).filter(|r| r.client != client);
         let mut chosen: Vec<RegistrationId> = Vec::with_capacity(k);
+        // Two records may name the same address (a node re-registered under a new client ID
+        // before its old record expired); an answer lists each address once.
+        let same_addr = |chosen: &[RegistrationId], id: &RegistrationId| {
+            let addrs = self.records.get(id).map(|r| &r.addrs);
+            chosen.iter().any(|c| self.records.get(c).map(|r| &r.addrs) == addrs)
+        };
         if list.len() <= 4 * k + 8 {
             let mut all: Vec<RegistrationId> = list.iter().copied().filter(|id| eligible(id).is_some()).collect();
-            self.rng.sample_in_place(&mut all, k);
-            all.truncate(k);
-            chosen = all;
+            let n = all.len();
+            self.rng.sample_in_place(&mut all, n);
+            for id in all {
+                if chosen.len() == k {
+                    break;
+                }
+                if !same_addr(&chosen, &id) {
+                    chosen.push(id);
+                }
+            }
         } else {
             // Large mesh: rejection-sample distinct slots; a bounded number of tries keeps the
             // cost O(k) even if many records are the asker's.
@@ -279,7 +292,7 @@ impl Registry {
                     break;
                 }
                 let id = list[self.rng.below(list.len())];
-                if !chosen.contains(&id) && eligible(&id).is_some() {
+                if !chosen.contains(&id) && eligible(&id).is_some() && !same_addr(&chosen, &id) {
                     chosen.push(id);
                 }
             }

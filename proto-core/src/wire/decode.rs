@@ -5,8 +5,8 @@ use smallvec::SmallVec;
 
 use super::frame::*;
 use super::{
-    DecodeError, FLOOD_FIXED, LEN_PREFIX, MAGIC, MAX_ADDRESSES, MAX_CONTROL_FRAME, MAX_ID_LIST, MAX_ID_LIST_FRAME,
-    MAX_REFERRALS, VERSION,
+    DecodeError, FLOOD_FIXED, LEN_PREFIX, MAGIC, MAX_ADDRESSES, MAX_CONTROL_FRAME, MAX_CREDENTIAL_FRAME, MAX_ID_LIST,
+    MAX_ID_LIST_FRAME, MAX_REFERRALS, MAX_SIGNATURE, VERSION,
 };
 use crate::id::{MessageId, NodeId};
 use crate::reason::CloseReason;
@@ -40,8 +40,9 @@ pub(crate) fn announced_len(buf: &[u8], max_frame: usize) -> Result<Option<usize
     if let Some(&ty) = buf.get(LEN_PREFIX) {
         let ty = FrameType::from_byte(ty)?;
         let max = match ty {
-            FrameType::Flood => usize::MAX,
+            FrameType::Flood | FrameType::SignedFlood => usize::MAX,
             FrameType::Digest | FrameType::Want => MAX_ID_LIST_FRAME,
+            FrameType::Credential => MAX_CREDENTIAL_FRAME,
             _ => MAX_CONTROL_FRAME,
         };
         if len > max {
@@ -115,7 +116,14 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
         FrameType::Digest => Frame::Digest(r.id_list()?),
         FrameType::Want => Frame::Want(r.id_list()?),
         FrameType::Pong => Frame::Pong(r.u64()?),
-        FrameType::Flood => {
+        FrameType::Proof => Frame::Proof(r.array()?),
+        FrameType::Credential => {
+            let origin = r.node_id()?;
+            let credential = frame.slice(r.pos..);
+            r.pos = frame.len();
+            Frame::Credential(CredentialFrame { origin, credential })
+        }
+        FrameType::Flood | FrameType::SignedFlood => {
             let h = decode_flood_head(frame)?;
             return Ok(Frame::Flood(Flood {
                 hops_left: h.hops_left,
@@ -123,7 +131,8 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, DecodeError> {
                 id: h.id,
                 origin: h.origin,
                 path: frame.slice(FLOOD_FIXED..h.path_end),
-                payload: frame.slice(h.path_end..),
+                signature: h.signature().map(|s| frame.slice(s)),
+                payload: frame.slice(h.payload_start..),
             }));
         }
     };
@@ -144,9 +153,25 @@ pub struct FloodHead {
     pub id: MessageId,
     /// The origin.
     pub origin: NodeId,
-    /// Where the path ends (and the payload begins) in the frame; the path starts at
-    /// [`FLOOD_FIXED`].
+    /// Where the path ends in the frame; the path starts at [`FLOOD_FIXED`].
     pub path_end: usize,
+    /// Length of the signature (0 for a plain Flood); a SignedFlood's signature starts one byte
+    /// after `path_end`.
+    pub signature_len: u8,
+    /// Where the payload begins: the frame's bytes from here on.
+    pub payload_start: usize,
+}
+
+impl FloodHead {
+    /// Whether the frame is a SignedFlood.
+    pub fn is_signed(&self) -> bool {
+        self.payload_start != self.path_end
+    }
+
+    /// Where the signature lies in the frame, for a SignedFlood.
+    pub fn signature(&self) -> Option<core::ops::Range<usize>> {
+        self.is_signed().then(|| self.path_end + 1..self.payload_start)
+    }
 }
 
 /// Decodes a Flood frame's fixed fields and checks its path, without creating any `Bytes`:
@@ -154,9 +179,11 @@ pub struct FloodHead {
 /// only to deliver it.
 pub fn decode_flood_head(frame: &[u8]) -> Result<FloodHead, DecodeError> {
     let h = frame.get(..FLOOD_FIXED).ok_or(DecodeError::Truncated)?;
-    if h[0] != FrameType::Flood as u8 {
-        return Err(DecodeError::UnknownFrameType(h[0]));
-    }
+    let signed = match h[0] {
+        t if t == FrameType::Flood as u8 => false,
+        t if t == FrameType::SignedFlood as u8 => true,
+        t => return Err(DecodeError::UnknownFrameType(t)),
+    };
     let (hops_left, hop_limit) = (h[1], h[2]);
     if hops_left == 0 || hops_left > hop_limit {
         return Err(DecodeError::BadHops { hops_left, hop_limit });
@@ -169,7 +196,20 @@ pub fn decode_flood_head(frame: &[u8]) -> Result<FloodHead, DecodeError> {
     let path_end = FLOOD_FIXED + usize::from(u16::from_be_bytes([h[27], h[28]]));
     let path = frame.get(FLOOD_FIXED..path_end).ok_or(DecodeError::Truncated)?;
     crate::uri::validate_path_bytes(path).map_err(|_| DecodeError::BadPath)?;
-    Ok(FloodHead { hops_left, hop_limit, id: MessageId(id), origin, path_end })
+    let (signature_len, payload_start) = if signed {
+        let len = *frame.get(path_end).ok_or(DecodeError::Truncated)?;
+        if len == 0 || usize::from(len) > MAX_SIGNATURE {
+            return Err(DecodeError::BadSignatureLength(len));
+        }
+        let start = path_end + 1 + usize::from(len);
+        if frame.len() < start {
+            return Err(DecodeError::Truncated);
+        }
+        (len, start)
+    } else {
+        (0, path_end)
+    };
+    Ok(FloodHead { hops_left, hop_limit, id: MessageId(id), origin, path_end, signature_len, payload_start })
 }
 
 /// Bounds-checked reads over the frame; only a flood's path and payload become `Bytes` (shared

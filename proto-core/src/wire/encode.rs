@@ -67,6 +67,15 @@ pub fn encode_control(frame: &Frame, out: &mut BytesMut) {
                 out.put_slice(&id.0);
             }
         }
+        Frame::Proof(p) => {
+            out.put_u8(FrameType::Proof as u8);
+            out.put_slice(p);
+        }
+        Frame::Credential(c) => {
+            out.put_u8(FrameType::Credential as u8);
+            out.put_u64(c.origin.get());
+            out.put_slice(&c.credential);
+        }
         Frame::Flood(f) => {
             out.truncate(start);
             encode_flood(f, out);
@@ -79,7 +88,19 @@ pub fn encode_control(frame: &Frame, out: &mut BytesMut) {
 
 /// Appends a whole flood frame, payload included (a copy; for tests and tools).
 pub fn encode_flood(f: &Flood, out: &mut BytesMut) {
-    encode_flood_header(f.hops_left, f.hop_limit, &f.id.0, f.origin.get(), &f.path, f.payload.len(), out);
+    match &f.signature {
+        None => encode_flood_header(f.hops_left, f.hop_limit, &f.id.0, f.origin.get(), &f.path, f.payload.len(), out),
+        Some(sig) => encode_signed_flood_header(
+            f.hops_left,
+            f.hop_limit,
+            &f.id.0,
+            f.origin.get(),
+            &f.path,
+            sig,
+            f.payload.len(),
+            out,
+        ),
+    }
     out.put_slice(&f.payload);
 }
 
@@ -94,10 +115,43 @@ pub fn encode_flood_header(
     payload_len: usize,
     out: &mut BytesMut,
 ) {
-    let len = FLOOD_FIXED + path.len() + payload_len;
-    out.reserve(LEN_PREFIX + FLOOD_FIXED + path.len());
+    put_flood_head(FrameType::Flood, hops_left, hop_limit, id, origin, path, payload_len, out);
+}
+
+/// Like [`encode_flood_header`] for a SignedFlood: the signature (at most
+/// [`MAX_SIGNATURE`](super::MAX_SIGNATURE) bytes) follows the path, with its length byte.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_signed_flood_header(
+    hops_left: u8,
+    hop_limit: u8,
+    id: &[u8; 16],
+    origin: u64,
+    path: &[u8],
+    signature: &[u8],
+    payload_len: usize,
+    out: &mut BytesMut,
+) {
+    let tail = 1 + signature.len() + payload_len;
+    put_flood_head(FrameType::SignedFlood, hops_left, hop_limit, id, origin, path, tail, out);
+    out.put_u8(signature.len() as u8);
+    out.put_slice(signature);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn put_flood_head(
+    ty: FrameType,
+    hops_left: u8,
+    hop_limit: u8,
+    id: &[u8; 16],
+    origin: u64,
+    path: &[u8],
+    after_path: usize,
+    out: &mut BytesMut,
+) {
+    let len = FLOOD_FIXED + path.len() + after_path;
+    out.reserve(LEN_PREFIX + FLOOD_FIXED + path.len() + 1 + super::MAX_SIGNATURE);
     out.put_u32(len as u32);
-    out.put_u8(FrameType::Flood as u8);
+    out.put_u8(ty as u8);
     out.put_u8(hops_left);
     out.put_u8(hop_limit);
     out.put_slice(id);
@@ -106,12 +160,13 @@ pub fn encode_flood_header(
     out.put_slice(path);
 }
 
-/// Appends the first bytes of a forwarded flood: length prefix, type and the new hops-left.
-/// The rest of the frame (from the hop limit on) is the received frame's bytes unchanged, so a
-/// relay sends `head` followed by `received_frame.slice(2..)` without copying.
-pub fn encode_forward_head(frame_len: usize, hops_left: u8, out: &mut BytesMut) {
+/// Appends the first bytes of a forwarded flood: length prefix, type (`frame_type`, the
+/// received frame's first byte: Flood or SignedFlood) and the new hops-left. The rest of the
+/// frame (from the hop limit on) is the received frame's bytes unchanged, so a relay sends
+/// `head` followed by `received_frame.slice(2..)` without copying.
+pub fn encode_forward_head(frame_len: usize, frame_type: u8, hops_left: u8, out: &mut BytesMut) {
     out.put_u32(frame_len as u32);
-    out.put_u8(FrameType::Flood as u8);
+    out.put_u8(frame_type);
     out.put_u8(hops_left);
 }
 

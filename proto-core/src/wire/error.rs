@@ -50,6 +50,9 @@ pub enum DecodeError {
     UsefulAboveTotal,
     /// A Digest or Want with more IDs than allowed.
     TooManyIds(usize),
+    /// A SignedFlood whose signature length is zero or above
+    /// [`MAX_SIGNATURE`](super::MAX_SIGNATURE).
+    BadSignatureLength(u8),
 }
 
 impl fmt::Display for DecodeError {
@@ -77,6 +80,7 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::UsefulAboveTotal => write!(f, "link utility report with useful > total"),
             DecodeError::TooManyIds(n) => write!(f, "{n} message IDs exceed the limit"),
+            DecodeError::BadSignatureLength(n) => write!(f, "signature of {n} bytes (1..=80 allowed)"),
         }
     }
 }

@@ -31,8 +31,14 @@ pub enum FrameType {
     Digest = 0x09,
     /// IDs from a Digest the sender has not seen and asks to be resent.
     Want = 0x0A,
+    /// Password mode: this side's proof of the mesh password, bound to the TLS session.
+    Proof = 0x0B,
+    /// Message mode: what a receiver needs to verify one origin's signed floods.
+    Credential = 0x0C,
     /// A message for every node of the mesh.
     Flood = 0x10,
+    /// A flood carrying its origin's signature (Message mode).
+    SignedFlood = 0x11,
 }
 
 impl FrameType {
@@ -49,7 +55,10 @@ impl FrameType {
             0x08 => FrameType::Pong,
             0x09 => FrameType::Digest,
             0x0A => FrameType::Want,
+            0x0B => FrameType::Proof,
+            0x0C => FrameType::Credential,
             0x10 => FrameType::Flood,
+            0x11 => FrameType::SignedFlood,
             0x20..=0x3f => return Err(super::DecodeError::ReservedFrameType(b)),
             _ => return Err(super::DecodeError::UnknownFrameType(b)),
         })
@@ -70,7 +79,8 @@ pub struct Referral {
 pub struct Hello {
     /// Protocol version of the sender.
     pub version: u8,
-    /// Security mode of the sender (0 = none; others are reserved for the security layer).
+    /// The sender's security setting: mode in the high nibble, credential kind in the low one
+    /// (see [`SecuritySetting`](crate::security::SecuritySetting)); 0 = no security.
     pub security: u8,
     /// The mesh the sender belongs to.
     pub mesh: MeshId,
@@ -116,6 +126,7 @@ impl Refuse {
                 | CloseReason::AuthenticationFailure
                 | CloseReason::WrongMesh
                 | CloseReason::Incompatible
+                | CloseReason::SecurityMismatch
         )
     }
 }
@@ -151,8 +162,21 @@ pub struct Flood {
     pub origin: NodeId,
     /// UTF-8 channel path (validated).
     pub path: Bytes,
+    /// The origin's signature (a SignedFlood), `None` for a plain Flood.
+    pub signature: Option<Bytes>,
     /// The application's bytes.
     pub payload: Bytes,
+}
+
+/// Message mode: the credential of one origin, sent on a link before the first signed flood of
+/// that origin the link carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialFrame {
+    /// The origin whose floods this credential verifies.
+    pub origin: NodeId,
+    /// The encoded credential (a raw Ed25519 key or a certificate chain), at most
+    /// [`MAX_CREDENTIAL_LEN`](crate::security::MAX_CREDENTIAL_LEN) bytes.
+    pub credential: Bytes,
 }
 
 /// Every frame of the protocol.
@@ -178,6 +202,10 @@ pub enum Frame {
     Digest(Vec<MessageId>),
     /// Message IDs the sender asks to be resent (at most [`MAX_ID_LIST`](super::MAX_ID_LIST)).
     Want(Vec<MessageId>),
+    /// A password proof (HMAC-SHA256, 32 bytes).
+    Proof([u8; 32]),
+    /// See [`CredentialFrame`].
+    Credential(CredentialFrame),
     /// See [`Flood`].
     Flood(Flood),
 }

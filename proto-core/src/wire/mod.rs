@@ -11,9 +11,11 @@ mod frame;
 pub(crate) use decode::{announced_len, Reader};
 pub use decode::{decode_flood_head, decode_frame, split_frame, FloodHead};
 pub(crate) use encode::put_addr;
-pub use encode::{encode_control, encode_flood, encode_flood_header, encode_forward_head};
+pub use encode::{encode_control, encode_flood, encode_flood_header, encode_forward_head, encode_signed_flood_header};
 pub use error::DecodeError;
-pub use frame::{Connect, Disconnect, Flood, Frame, FrameType, Hello, LinkUtilityReport, Referral, Refuse, Welcome};
+pub use frame::{
+    Connect, CredentialFrame, Disconnect, Flood, Frame, FrameType, Hello, LinkUtilityReport, Referral, Refuse, Welcome,
+};
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
@@ -33,9 +35,14 @@ pub const MAX_ID_LIST: usize = 256;
 pub const MAX_ID_LIST_FRAME: usize = 1 + 2 + 16 * MAX_ID_LIST;
 /// Bytes of a Flood frame before its path: type, hops left, hop limit, id, origin, path length.
 pub const FLOOD_FIXED: usize = 1 + 1 + 1 + 16 + 8 + 2;
+/// Longest signature a SignedFlood may carry (an ECDSA P-256 signature is at most 72 bytes,
+/// Ed25519's is 64).
+pub const MAX_SIGNATURE: usize = 80;
+/// Largest Credential frame: type, origin, credential.
+pub const MAX_CREDENTIAL_FRAME: usize = 1 + 8 + crate::security::MAX_CREDENTIAL_LEN;
 
 /// Largest frame (type byte and body, without the length prefix) a node accepts, given its
 /// largest payload.
 pub const fn max_frame_len(max_payload: usize) -> usize {
-    FLOOD_FIXED + crate::uri::MAX_PATH_LEN + max_payload
+    FLOOD_FIXED + crate::uri::MAX_PATH_LEN + 1 + MAX_SIGNATURE + max_payload
 }

@@ -1,0 +1,82 @@
+//! The security state of one link: its TLS session, where the password proofs stand, and the
+//! signers of signed floods the link has introduced in each direction.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::signing::VerifiedSigner;
+use super::tls::TlsSession;
+use crate::id::NodeId;
+
+/// Origins whose credentials a link has carried, at most this many per direction. Sender and
+/// receiver forget the oldest in the same order (the stream is in order), so they always agree
+/// on which origins need a Credential frame again.
+pub const CREDENTIAL_WINDOW: usize = 256;
+
+/// A checked credential and its encoding (to hand on to the next neighbor as received).
+#[derive(Debug)]
+pub struct KnownSigner {
+    /// The key floods of this origin verify against.
+    pub signer: VerifiedSigner,
+    /// The credential as it travels in a Credential frame.
+    pub encoded: Bytes,
+}
+
+/// The origins introduced on a link in one direction, oldest first.
+#[derive(Debug, Default)]
+pub struct CredentialWindow {
+    entries: VecDeque<(NodeId, Option<Arc<KnownSigner>>)>,
+}
+
+impl CredentialWindow {
+    /// Whether `origin` was introduced and not yet forgotten.
+    pub fn contains(&self, origin: NodeId) -> bool {
+        self.entries.iter().any(|(o, _)| *o == origin)
+    }
+
+    /// The checked signer introduced for `origin` (receive direction).
+    pub fn get(&self, origin: NodeId) -> Option<&Arc<KnownSigner>> {
+        self.entries.iter().rev().find(|(o, _)| *o == origin).and_then(|(_, s)| s.as_ref())
+    }
+
+    /// Records an introduction, forgetting the oldest beyond [`CREDENTIAL_WINDOW`].
+    pub fn push(&mut self, origin: NodeId, signer: Option<Arc<KnownSigner>>) {
+        if self.entries.len() == CREDENTIAL_WINDOW {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((origin, signer));
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing was introduced.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Where a link's authentication stands.
+#[derive(Debug, Default)]
+pub struct LinkSecurity {
+    /// The TLS session (Transport modes), created with the link.
+    pub tls: Option<TlsSession>,
+    /// The peer's Hello arrived: bytes from here on are TLS records.
+    pub tls_started: bool,
+    /// The handshake finished and the node reacted to it (sent its proof or Connect).
+    pub tls_reported: bool,
+    /// Password mode: this node's proof went out.
+    pub proof_sent: bool,
+    /// The peer is authenticated (its proof checked out, or its certificate did).
+    pub peer_authenticated: bool,
+    /// Origins whose credential this node sent on the link.
+    pub creds_sent: CredentialWindow,
+    /// Origins whose credential the peer sent, with the checked signer.
+    pub creds_received: CredentialWindow,
+    /// Ciphertext made but not yet pulled (a pull may take less than one batch makes).
+    pub pending: Bytes,
+}
