@@ -102,7 +102,7 @@ impl SecurityContext {
             }
         }
         let cred = PeerCredential::decode(encoded).map_err(|e| AuthFailure::BadCertificate(e.to_string()))?;
-        let now = self.clock.now().unwrap_or(rustls_pki_types::UnixTime::since_unix_epoch(core::time::Duration::ZERO));
+        let now = self.clock.now();
         let signer = verify_credential(&cred, origin, self.checker.as_deref(), now)?;
         let known = Arc::new(KnownSigner { signer, encoded: encoded.clone() });
         if self.known.insert(origin, known.clone()).is_none() {

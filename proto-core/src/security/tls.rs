@@ -22,7 +22,9 @@ const ENCRYPT_BATCH: usize = 64 * 1024;
 
 /// The wall-clock time certificates are checked against. The core reads no clock: the adapter
 /// passes the time in ([`Input::WallClock`](crate::Input::WallClock)) and the node moves it on
-/// with its own virtual time. Zero means "not known yet": certificate checks then fail.
+/// with its own virtual time. Until then the time is the Unix epoch: password meshes do not
+/// care, and in a certificate mesh every peer's certificate is then "not yet valid" — a clear
+/// failure rather than an unchecked one.
 #[derive(Clone, Debug, Default)]
 pub struct WallClock(Arc<AtomicU64>);
 
@@ -32,18 +34,15 @@ impl WallClock {
         self.0.store(unix_secs, Ordering::Relaxed);
     }
 
-    /// The current time, if known.
-    pub fn now(&self) -> Option<UnixTime> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            s => Some(UnixTime::since_unix_epoch(core::time::Duration::from_secs(s))),
-        }
+    /// The current time as last set (the epoch if never).
+    pub fn now(&self) -> UnixTime {
+        UnixTime::since_unix_epoch(core::time::Duration::from_secs(self.0.load(Ordering::Relaxed)))
     }
 }
 
 impl rustls::time_provider::TimeProvider for WallClock {
     fn current_time(&self) -> Option<UnixTime> {
-        self.now()
+        Some(self.now())
     }
 }
 

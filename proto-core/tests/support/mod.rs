@@ -56,10 +56,19 @@ pub struct Net {
     rng: Rng,
     /// Nodes that crash silently stop answering but their peers are not told.
     pub silent: BTreeSet<usize>,
+    /// Every event of every node.
+    pub observed: Vec<(usize, Event)>,
+    /// Called on the bytes of every flush (from, to, stream bytes), to play a hostile relay.
+    pub tamper: Option<Box<dyn FnMut(usize, usize, &mut bytes::BytesMut)>>,
 }
 
 impl Net {
     pub fn new(n: usize, seed: u64, tweak: impl Fn(&mut Config)) -> Net {
+        Self::new_each(n, seed, |_, cfg| tweak(cfg))
+    }
+
+    /// Like [`Net::new`], with the node's index passed to `tweak`.
+    pub fn new_each(n: usize, seed: u64, tweak: impl Fn(usize, &mut Config)) -> Net {
         let mut net = Net {
             nodes: Vec::new(),
             now: Instant::ZERO,
@@ -72,11 +81,13 @@ impl Net {
             record_trace: false,
             rng: Rng::from_seed(seed ^ 0xABCD),
             silent: BTreeSet::new(),
+            observed: Vec::new(),
+            tamper: None,
         };
         for i in 0..n {
             let mut cfg = Config::new(MeshId::new("test").unwrap(), seed.wrapping_mul(1000).wrapping_add(i as u64));
             cfg.listen_addrs = vec![addr_of(i)];
-            tweak(&mut cfg);
+            tweak(i, &mut cfg);
             let mut node = Node::new(cfg, net.now).unwrap();
             node.open_channel(ChannelPath::new("/chat").unwrap());
             net.nodes.push(Some(node));
@@ -209,7 +220,7 @@ impl Net {
                     addrs.truncate(max_addresses);
                     self.schedule(self.now + LATENCY * 2, Ev::Input(i, Input::Resolved { id, addrs }));
                 }
-                Output::Event(_) => {}
+                Output::Event(e) => self.observed.push((i, e)),
             }
         }
     }
@@ -226,6 +237,9 @@ impl Net {
             let mut all = bytes::BytesMut::new();
             for c in chunks {
                 all.extend_from_slice(&c);
+            }
+            if let Some(t) = self.tamper.as_mut() {
+                t(i, p, &mut all);
             }
             self.schedule(self.now + LATENCY, Ev::Input(p, Input::Received { link: pl, data: all.freeze() }));
         }
