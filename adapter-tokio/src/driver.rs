@@ -197,6 +197,9 @@ impl Driver {
 
     /// Runs the node until it is closed (or the task is aborted by dropping the handle).
     pub(crate) async fn run(mut self) {
+        // Certificates are checked against the wall clock, which the core never reads itself;
+        // it carries the time on from here with its own monotonic clock.
+        self.feed(Input::WallClock { unix_secs: crate::security::unix_now() });
         self.feed(Input::Open);
         if self.settings.open_alone {
             self.open_done(Ok(()));

@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use peerchannel_core::security::SecurityConfigError;
 use peerchannel_core::{CloseReason, ConfigError, DialFailure, UriError};
 
 /// Everything that can go wrong when opening a node, sending, or talking to it.
@@ -31,6 +32,11 @@ pub enum Error {
     MissingMesh,
     /// The core configuration is inconsistent.
     InvalidConfig(ConfigError),
+    /// The security options do not fit together: a mode without credentials, credentials with
+    /// mode `None`, a password with `Message` mode alone, unusable certificates...
+    Security(SecurityConfigError),
+    /// The operating system's random source failed, so no key could be made for this node.
+    NoRandomness,
     /// The payload exceeds the mesh's largest message; nothing was sent.
     MessageTooLarge {
         /// Payload bytes.
@@ -77,6 +83,16 @@ impl fmt::Display for Error {
             Error::InvalidPath { given, source } => write!(f, "invalid channel path {given:?}: {source}"),
             Error::MissingMesh => write!(f, "no mesh ID: call .mesh(\"name\") or .uri(\"net.p2p://name\") on the builder"),
             Error::InvalidConfig(e) => write!(f, "invalid node configuration: {e}"),
+            Error::Security(e) => match e {
+                SecurityConfigError::ModeWithoutCredentials => {
+                    write!(f, "a secure mode needs credentials: add .password(..) or .certificate(..) to the builder")
+                }
+                SecurityConfigError::CredentialsWithoutMode => {
+                    write!(f, "a password or certificate was given with SecurityMode::None; drop one of them")
+                }
+                e => write!(f, "invalid security settings: {e}"),
+            },
+            Error::NoRandomness => write!(f, "the operating system's random source failed; cannot make a node key"),
             Error::MessageTooLarge { size, max } => write!(
                 f,
                 "message of {size} bytes exceeds the mesh's limit of {max}; split it or raise max_message_size"
@@ -99,10 +115,28 @@ impl fmt::Display for Error {
                 DialFailure::Handshake(CloseReason::WrongMesh) => {
                     write!(f, "{addr} belongs to another mesh; check the mesh ID and bootstrap addresses")
                 }
+                DialFailure::Handshake(CloseReason::SecurityMismatch) => write!(
+                    f,
+                    "{addr} uses another security mode or credential kind; every member needs the same .security(..) and .password(..) or .certificate(..)"
+                ),
+                DialFailure::Handshake(CloseReason::AuthenticationFailure) => write!(
+                    f,
+                    "authentication with {addr} failed (a wrong password, or a certificate one side does not trust); the node's events say which check failed"
+                ),
                 DialFailure::Handshake(r) => write!(f, "{addr} did not become a neighbor: {r}"),
             },
             Error::OpenTimedOut(d) => write!(f, "no neighbor within {d:?}; check the bootstrap addresses or resolver"),
             Error::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+        }
+    }
+}
+
+impl Error {
+    /// A configuration error, with security problems as [`Error::Security`].
+    pub(crate) fn from_config(e: ConfigError) -> Error {
+        match e {
+            ConfigError::Security(e) => Error::Security(e),
+            e => Error::InvalidConfig(e),
         }
     }
 }
@@ -112,6 +146,7 @@ impl std::error::Error for Error {
         match self {
             Error::InvalidMeshId { source, .. } | Error::InvalidPath { source, .. } => Some(source),
             Error::InvalidConfig(e) => Some(e),
+            Error::Security(e) => Some(e),
             Error::Listen { source, .. } | Error::NoResolver { source } => Some(source),
             _ => None,
         }

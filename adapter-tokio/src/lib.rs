@@ -61,6 +61,7 @@ mod lan;
 mod mailbox;
 mod node;
 mod resolver;
+pub mod security;
 pub mod service;
 mod service_client;
 mod stats;

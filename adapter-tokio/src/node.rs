@@ -2,10 +2,12 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use peerchannel_core::security::Secret;
 use peerchannel_core::{ChannelPath, ChannelUri, Config, Instant as CoreInstant, MeshId, NeighborInfo, Node, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +22,7 @@ use crate::events::EventStream;
 use crate::lan::{LanConfig, LanResolver};
 use crate::mailbox::Mailbox;
 use crate::resolver::Resolver;
+use crate::security::{ApplyError, CertificateCredentials, Chosen, Credentials, SecurityMode, SecurityOptions};
 use crate::service_client::{ReferralPolicy, ServiceResolver};
 use crate::stats::NodeStats;
 
@@ -63,6 +66,7 @@ pub struct Builder {
     deliver_timeout: Duration,
     forward_wait: Duration,
     write_window: usize,
+    security: SecurityOptions,
 }
 
 impl fmt::Debug for Builder {
@@ -76,6 +80,7 @@ impl fmt::Debug for Builder {
             .field("service", &self.service)
             .field("lan", &self.lan)
             .field("open_alone", &self.open_alone)
+            .field("security", &self.security)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +107,7 @@ impl Default for Builder {
             deliver_timeout: Duration::from_millis(100),
             forward_wait: Duration::from_millis(250),
             write_window: 64 * 1024,
+            security: SecurityOptions::default(),
         }
     }
 }
@@ -185,6 +191,60 @@ impl Builder {
         self
     }
 
+    /// Protects the mesh with a password: every link runs TLS 1.3 and each side proves it
+    /// knows the password, bound to that link's session (the mode becomes
+    /// [`SecurityMode::Transport`] unless [`security`](Self::security) chose another; every
+    /// member needs the same password and mode). `open` stretches the password into the mesh
+    /// key with PBKDF2 ([`DEFAULT_PBKDF2_ITERATIONS`](crate::security::DEFAULT_PBKDF2_ITERATIONS)
+    /// rounds, a fraction of a second, off the async threads). The password never appears in
+    /// `Debug` output or logs.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), peerchannel_tokio::Error> {
+    /// use peerchannel_tokio::PeerNode;
+    /// let node = PeerNode::builder().mesh("soccerpals").password("s3cret").bootstrap(["192.0.2.7:7000".parse().unwrap()]).open().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.security.credentials = Chosen::Password(Secret::new(password));
+        self
+    }
+
+    /// PBKDF2 rounds for [`password`](Self::password). Every member of a mesh must use the
+    /// same count. Fewer rounds make offline guessing cheaper: lower it only for tests and
+    /// examples. Default [`DEFAULT_PBKDF2_ITERATIONS`](crate::security::DEFAULT_PBKDF2_ITERATIONS).
+    pub fn password_iterations(mut self, iterations: NonZeroU32) -> Self {
+        self.security.iterations = iterations;
+        self
+    }
+
+    /// Protects the mesh with X.509 certificates: every link runs TLS 1.3 and each peer's chain
+    /// must lead to one of `credentials.trust_anchors` (and pass its pins, revocation lists and
+    /// validator). The mode becomes [`SecurityMode::Transport`] unless
+    /// [`security`](Self::security) chose another.
+    pub fn certificate(mut self, credentials: CertificateCredentials) -> Self {
+        self.security.credentials = Chosen::Certificate(Arc::new(credentials));
+        self
+    }
+
+    /// Ready-made credentials, e.g. one [`Credentials::password`] derived once and shared by
+    /// several nodes of one process. The mode becomes [`SecurityMode::Transport`] unless
+    /// [`security`](Self::security) chose another.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.security.credentials = Chosen::Given(credentials);
+        self
+    }
+
+    /// The security mode: [`SecurityMode::None`], `Transport` (TLS 1.3 links), `Message`
+    /// (floods signed end to end; needs [`certificate`](Self::certificate)) or
+    /// `TransportAndMessage`. Default: `Transport` when a password or certificate is given,
+    /// else the configuration's (none). A mode that does not fit the credentials makes `open`
+    /// fail with [`Error::Security`].
+    pub fn security(mut self, mode: SecurityMode) -> Self {
+        self.security.mode = Some(mode);
+        self
+    }
+
     /// Seeds the node's random choices (node ID, message IDs, referral picks). Default: a
     /// fresh seed from the OS. Give one only to reproduce a run.
     pub fn seed(mut self, seed: u64) -> Self {
@@ -260,7 +320,16 @@ impl Builder {
         config.mesh = mesh.clone();
         config.seed = seed;
         config.bootstrap.extend(self.bootstrap.iter().copied());
-        config.validate().map_err(Error::InvalidConfig)?;
+        let security = self.security;
+        let applied = if security.needs_derivation() {
+            // PBKDF2 takes a fraction of a second on purpose: not on an async thread.
+            let m = mesh.clone();
+            tokio::task::spawn_blocking(move || security.apply(&m, config)).await.map_err(|_| Error::Closed)?
+        } else {
+            security.apply(&mesh, config)
+        };
+        let mut config = applied.map_err(|ApplyError::NoRandomness| Error::NoRandomness)?;
+        config.validate().map_err(Error::from_config)?;
         let (resolver, auto) = match self.resolver {
             Some(r) => (Some(r), None),
             None => {
@@ -322,7 +391,7 @@ impl Builder {
         let max_message_size = config.max_message_size;
 
         let origin = tokio::time::Instant::now();
-        let node = Node::new(config, CoreInstant::ZERO).map_err(Error::InvalidConfig)?;
+        let node = Node::new(config, CoreInstant::ZERO).map_err(Error::from_config)?;
         let id = node.id();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (send_tx, send_rx) = mpsc::channel(SEND_QUEUE);

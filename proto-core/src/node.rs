@@ -877,6 +877,18 @@ impl Node {
         }
     }
 
+    /// The peer closed the link because this node failed its authentication (a wrong
+    /// password): reported like a local failure, so both ends say so.
+    fn peer_rejected(&mut self, id: LinkId, reason: CloseReason) {
+        if reason != CloseReason::AuthenticationFailure {
+            return;
+        }
+        let Some(link) = self.links.get(&id) else { return };
+        self.stats.auth_failures += 1;
+        let failure = AuthFailure::PeerRejectedUs("the peer refused this node's authentication".into());
+        self.outputs.push_back(Output::Event(Event::AuthenticationFailed { link: id, addr: link.addr, failure }));
+    }
+
     /// A password proof arrived: check it against this link's session and the peer's role.
     /// The responder proves itself only after the initiator's proof checked out.
     fn on_proof(&mut self, now: Instant, id: LinkId, proof: [u8; 32]) {
@@ -961,10 +973,12 @@ impl Node {
             (LinkState::Connected, Frame::Credential(c)) => self.on_credential(now, id, c),
             (LinkState::Handshake { hello_received: true }, Frame::Refuse(r)) if link.role == Role::Initiator => {
                 self.learn_referrals(id, &r.referrals);
+                self.peer_rejected(id, r.reason);
                 self.end_link(now, id, r.reason, Ending::ByPeer);
             }
             (LinkState::Handshake { hello_received: true } | LinkState::Connected, Frame::Disconnect(d)) => {
                 self.learn_referrals(id, &d.referrals);
+                self.peer_rejected(id, d.reason);
                 self.end_link(now, id, d.reason, Ending::ByPeer);
             }
             (LinkState::Handshake { hello_received: true } | LinkState::Connected, Frame::Ping(n)) => {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use peerchannel_sim::metrics::{peak_rss_mib, Report, Speed};
-use peerchannel_sim::scenario::{ChurnConfig, CrashMode, LatencyModel, BUILT_IN};
+use peerchannel_sim::scenario::{ChurnConfig, CrashMode, LatencyModel, SecurityModeName, BUILT_IN};
 use peerchannel_sim::{plots, Scenario, Simulation};
 
 /// Deterministic simulator of peerchannel meshes: real core nodes, virtual time.
@@ -52,6 +52,17 @@ struct Args {
     /// Override: how crashes look to peers: silent or reset.
     #[arg(long, value_parser = ["silent", "reset"])]
     crash_mode: Option<String>,
+    /// Override: security mode: none, transport (TLS links authenticated by the mesh password)
+    /// or transport+message (also every flood signed by its origin). The secure modes need a
+    /// password (--password or the scenario's security.password); `none` drops the password.
+    #[arg(long, value_name = "MODE", value_parser = ["none", "transport", "transport+message"])]
+    security: Option<String>,
+    /// Override: the mesh password of the secure modes.
+    #[arg(long, value_name = "PW")]
+    password: Option<String>,
+    /// Override: PBKDF2 iterations the mesh key is stretched with (simulator default 1000).
+    #[arg(long, value_name = "N")]
+    pbkdf2_iterations: Option<u32>,
     /// Write report.json, scenario.toml and SVG plots into this directory.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -107,6 +118,18 @@ fn load(args: &Args) -> Result<Scenario, String> {
     }
     if let Some(m) = &args.crash_mode {
         sc.crash.mode = if m == "reset" { CrashMode::Reset } else { CrashMode::Silent };
+    }
+    if let Some(m) = &args.security {
+        sc.security.mode = m.parse::<SecurityModeName>()?;
+        if sc.security.mode == SecurityModeName::None {
+            sc.security.password = None;
+        }
+    }
+    if let Some(pw) = &args.password {
+        sc.security.password = Some(pw.clone());
+    }
+    if let Some(n) = args.pbkdf2_iterations {
+        sc.security.pbkdf2_iterations = n;
     }
     sc.validate().map_err(|e| e.to_string())?;
     Ok(sc)
@@ -183,17 +206,28 @@ fn print_summary(sc: &Scenario, r: &Report, s: &Speed) {
     );
     let t = &r.traffic;
     let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 };
+    // With TLS the core counts wire bytes (ciphertext) but control frames before encryption,
+    // so the rest is floods plus the TLS overhead.
+    let flood = if sc.security.mode.core().transport() { "flood+TLS" } else { "flood" };
     println!(
-        "  traffic   {:.1} MB flood, {:.1} MB control ({:.1}% of bytes); {} dials, {} failed; {} sends refused",
+        "  traffic   {:.1} MB sent: {:.1} MB {flood}, {:.1} MB control ({:.1}% of bytes); payload received {:.1} MB",
+        t.bytes_sent as f64 / 1e6,
         t.flood_bytes as f64 / 1e6,
         t.control_bytes as f64 / 1e6,
         pct(t.control_bytes, t.bytes_sent),
-        t.dials,
-        t.dial_failures,
-        t.send_refused
+        t.payload_bytes_received as f64 / 1e6,
     );
+    println!("            {} dials, {} failed; {} sends refused", t.dials, t.dial_failures, t.send_refused);
     let down: Vec<String> = t.neighbors_down.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("            neighbors lost: {}", if down.is_empty() { "none".into() } else { down.join(", ") });
+    if sc.security.mode == SecurityModeName::None {
+        println!("  security  none");
+    } else {
+        println!(
+            "  security  {}: {} authentication failures; signatures {} verified, {} invalid; {} floods unintroduced",
+            r.security, t.auth_failures, t.signatures_verified, t.invalid_signatures, t.floods_unintroduced
+        );
+    }
     if r.phases.len() > 1 {
         println!("  phases");
         for p in &r.phases {

@@ -187,13 +187,20 @@ pub struct DipSummary {
 }
 
 /// Counters summed over every node of the run (crashed and departed ones included).
+///
+/// With transport security, `bytes_sent` is what went on the wire: TLS records, handshakes and
+/// alerts included. `control_bytes` always counts control frames before encryption (the core
+/// encrypts control frames and floods together in one record stream, so their ciphertext
+/// cannot be told apart), so `flood_bytes` then also holds the TLS overhead.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Traffic {
-    /// Bytes handed to the network by all nodes.
+    /// Bytes handed to the network by all nodes (with TLS: ciphertext, handshakes included).
     pub bytes_sent: u64,
-    /// Bytes of control frames (everything but floods).
+    /// Bytes of control frames (everything but floods), before any encryption. In
+    /// `transport+message` mode this includes the Credential frames that introduce signers.
     pub control_bytes: u64,
-    /// Bytes of flood frames (`bytes_sent − control_bytes`).
+    /// `bytes_sent − control_bytes`: flood frames (signatures included), plus with TLS the
+    /// handshakes and record overhead of every frame.
     pub flood_bytes: u64,
     /// Payload bytes in flood copies received.
     pub payload_bytes_received: u64,
@@ -215,6 +222,14 @@ pub struct Traffic {
     pub neighbors_down: BTreeMap<String, u64>,
     /// Publishes the core refused (Busy, not open).
     pub send_refused: u64,
+    /// Peers that failed authentication (wrong password, missing or bad proof).
+    pub auth_failures: u64,
+    /// Signed floods whose signature verified (first copies only).
+    pub signatures_verified: u64,
+    /// Signed floods dropped because their signature did not verify.
+    pub invalid_signatures: u64,
+    /// Signed floods not sent on a link because their origin's credential was forgotten.
+    pub floods_unintroduced: u64,
 }
 
 impl Traffic {
@@ -230,6 +245,10 @@ impl Traffic {
         self.dials += s.dials;
         self.dial_failures += s.dial_failures;
         self.resolves += s.resolves;
+        self.auth_failures += s.auth_failures;
+        self.signatures_verified += s.signatures_verified;
+        self.invalid_signatures += s.invalid_signatures;
+        self.floods_unintroduced += s.floods_unintroduced;
         for r in CloseReason::ALL {
             let n = s.neighbors_down_for(r);
             if n > 0 {
@@ -332,6 +351,9 @@ pub struct Report {
     pub scenario: String,
     /// Its seed.
     pub seed: u64,
+    /// The security mode and credentials every node ran with ("none", or e.g.
+    /// "transport+message (mesh password, PBKDF2 1000 iterations)"); never the password.
+    pub security: String,
     /// Simulated seconds.
     pub duration_s: f64,
     /// Nodes created (initial + replacements).

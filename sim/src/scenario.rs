@@ -16,6 +16,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("churn-1k", include_str!("../scenarios/churn-1k.toml")),
     ("mass-failure-10k", include_str!("../scenarios/mass-failure-10k.toml")),
     ("partition-heal", include_str!("../scenarios/partition-heal.toml")),
+    ("churn-1k-secure", include_str!("../scenarios/churn-1k-secure.toml")),
 ];
 
 /// A whole simulated run.
@@ -49,6 +50,8 @@ pub struct Scenario {
     pub publish: PublishConfig,
     /// Overrides of the core's `Config` defaults, for every node.
     pub core: CoreOverrides,
+    /// Link encryption and flood signing (the core's `Config::security`), for every node.
+    pub security: SecurityConfig,
     /// How metrics are sampled.
     pub metrics: MetricsConfig,
 }
@@ -69,6 +72,7 @@ impl Default for Scenario {
             partition: Vec::new(),
             publish: PublishConfig::default(),
             core: CoreOverrides::default(),
+            security: SecurityConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -173,6 +177,7 @@ impl Scenario {
                 return bad(format!("mass_failure at {} s: fraction must be within 0..=1", m.at_secs));
             }
         }
+        self.security.validate()?;
         for p in &self.partition {
             if !(0.0..=1.0).contains(&p.fraction) || !p.at_secs.is_finite() || !p.duration_secs.is_finite() {
                 return bad(format!("partition at {} s: fraction must be within 0..=1", p.at_secs));
@@ -476,6 +481,133 @@ impl CoreOverrides {
         }
         if let Some(v) = self.link_queue_bytes {
             c.link_queue_bytes = v;
+        }
+    }
+}
+
+/// The security modes the simulator runs. `Message` alone is left out: it needs certificate
+/// credentials (a password-mode key is self-made, so without TLS its signatures would prove
+/// nothing), and the simulator runs password meshes only.
+#[derive(Copy, Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SecurityModeName {
+    /// Plain links, unsigned floods.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// TLS 1.3 on every link, peers authenticated by the mesh password.
+    #[serde(rename = "transport")]
+    Transport,
+    /// TLS links as with `transport`, and every flood signed by its origin.
+    #[serde(rename = "transport+message")]
+    TransportAndMessage,
+}
+
+impl SecurityModeName {
+    /// Every mode, for CLI help and error messages.
+    pub const ALL: [SecurityModeName; 3] =
+        [SecurityModeName::None, SecurityModeName::Transport, SecurityModeName::TransportAndMessage];
+
+    /// The name used in scenario files, flags and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityModeName::None => "none",
+            SecurityModeName::Transport => "transport",
+            SecurityModeName::TransportAndMessage => "transport+message",
+        }
+    }
+
+    /// The core's mode.
+    pub fn core(self) -> peerchannel_core::security::SecurityMode {
+        use peerchannel_core::security::SecurityMode;
+        match self {
+            SecurityModeName::None => SecurityMode::None,
+            SecurityModeName::Transport => SecurityMode::Transport,
+            SecurityModeName::TransportAndMessage => SecurityMode::TransportAndMessage,
+        }
+    }
+}
+
+impl fmt::Display for SecurityModeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SecurityModeName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        SecurityModeName::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = SecurityModeName::ALL.iter().map(|m| m.as_str()).collect();
+            format!("unknown security mode {s:?} (one of: {})", names.join(", "))
+        })
+    }
+}
+
+/// PBKDF2 iterations the simulator stretches the mesh password with unless a scenario says
+/// otherwise. Far below the core's default (600,000) on purpose: the derivation's cost is per
+/// process in a real deployment, but a simulator that derived it per node would pay it for every
+/// one of thousands of (re)started nodes and the derivation would dominate the run. The
+/// simulator derives the key once per run and shares it; the construction (and everything on
+/// the wire) is the same at any count.
+pub const SIM_PBKDF2_ITERATIONS: u32 = 1000;
+
+/// Link security and flood signing for every node of the run (the core's `Config::security`
+/// with mesh-password credentials). Each node's key pair is derived from its seed, so runs
+/// stay reproducible; in `transport+message` a node's NodeId is derived from its key.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// `none`, `transport` or `transport+message`.
+    pub mode: SecurityModeName,
+    /// The mesh password (required by the secure modes, refused with `none`).
+    pub password: Option<String>,
+    /// PBKDF2 iterations for the mesh key (default [`SIM_PBKDF2_ITERATIONS`]).
+    pub pbkdf2_iterations: u32,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig { mode: SecurityModeName::None, password: None, pbkdf2_iterations: SIM_PBKDF2_ITERATIONS }
+    }
+}
+
+impl SecurityConfig {
+    fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |m: &str| Err(ScenarioError::Invalid(m.into()));
+        match (self.mode, &self.password) {
+            (SecurityModeName::None, Some(_)) => bad("security.password is set but security.mode is \"none\""),
+            (SecurityModeName::None, None) => Ok(()),
+            (_, None) => bad("security.mode needs security.password (the simulator runs password meshes)"),
+            (_, Some(_)) if self.pbkdf2_iterations == 0 => bad("security.pbkdf2_iterations must be at least 1"),
+            (_, Some(_)) => Ok(()),
+        }
+    }
+
+    /// The core's security configuration. The mesh key is derived here, once: call it once
+    /// per run and clone the result into every node's configuration (the clone shares the key).
+    pub fn to_core(
+        &self,
+        mesh: &peerchannel_core::MeshId,
+    ) -> Result<peerchannel_core::security::Security, ScenarioError> {
+        use peerchannel_core::security::{Credentials, Security};
+        self.validate()?;
+        let credentials = match &self.password {
+            Some(pw) if self.mode != SecurityModeName::None => {
+                let iterations = std::num::NonZeroU32::new(self.pbkdf2_iterations)
+                    .ok_or_else(|| ScenarioError::Invalid("security.pbkdf2_iterations must be at least 1".into()))?;
+                Credentials::password_with_iterations(mesh, pw.as_str(), iterations)
+            }
+            _ => Credentials::None,
+        };
+        // `key_seed` stays `None`: each node's key pair then derives from its `Config::seed`.
+        Ok(Security::new(self.mode.core(), credentials))
+    }
+
+    /// A one-line description for reports (never the password).
+    pub fn describe(&self) -> String {
+        match self.mode {
+            SecurityModeName::None => "none".into(),
+            m => format!("{m} (mesh password, PBKDF2 {} iterations)", self.pbkdf2_iterations),
         }
     }
 }

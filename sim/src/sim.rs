@@ -203,8 +203,12 @@ impl Simulation {
     pub fn new(sc: Scenario) -> Result<Simulation, ScenarioError> {
         sc.validate()?;
         let mesh = MeshId::new("sim").map_err(|e| ScenarioError::Core(e.to_string()))?;
-        let mut template = Config::new(mesh, 0);
+        let mut template = Config::new(mesh.clone(), 0);
         sc.core.apply(&mut template);
+        // The mesh key is derived here, once per run; every node's configuration is a clone of
+        // the template and shares it. Each node's key pair (and in message modes its NodeId)
+        // derives from its own seed, so a run stays reproducible.
+        template.security = sc.security.to_core(&mesh)?;
         // Validate once here, so creating nodes later cannot fail.
         let mut probe = template.clone();
         probe.listen_addrs = vec![host_addr(0)];
@@ -1103,6 +1107,7 @@ impl Simulation {
         Report {
             scenario: self.sc.name.clone(),
             seed: self.sc.seed,
+            security: self.sc.security.describe(),
             duration_s: metrics::secs(self.now),
             nodes_created: self.nodes.len(),
             nodes_alive: self.live.len(),

@@ -40,6 +40,9 @@ enum Ev {
     },
 }
 
+/// See [`Net::tamper`].
+pub type Tamper = Box<dyn FnMut(usize, usize, &mut bytes::BytesMut)>;
+
 pub struct Net {
     pub nodes: Vec<Option<Node>>,
     pub now: Instant,
@@ -58,8 +61,10 @@ pub struct Net {
     pub silent: BTreeSet<usize>,
     /// Every event of every node.
     pub observed: Vec<(usize, Event)>,
+    /// Extra one-way latency of everything a node sends (links stay in order).
+    pub extra_latency: BTreeMap<usize, Duration>,
     /// Called on the bytes of every flush (from, to, stream bytes), to play a hostile relay.
-    pub tamper: Option<Box<dyn FnMut(usize, usize, &mut bytes::BytesMut)>>,
+    pub tamper: Option<Tamper>,
 }
 
 impl Net {
@@ -82,6 +87,7 @@ impl Net {
             rng: Rng::from_seed(seed ^ 0xABCD),
             silent: BTreeSet::new(),
             observed: Vec::new(),
+            extra_latency: BTreeMap::new(),
             tamper: None,
         };
         for i in 0..n {
@@ -205,7 +211,9 @@ impl Net {
                     self.flush(i, link);
                     if let Some((p, pl)) = self.pairs.remove(&(i, link)) {
                         self.pairs.remove(&(p, pl));
-                        self.schedule(self.now + LATENCY, Ev::Input(p, Input::LinkClosed { link: pl, error: None }));
+                        // After the link's last bytes, which may travel slower.
+                        let at = self.now + LATENCY + self.extra_latency.get(&i).copied().unwrap_or_default();
+                        self.schedule(at, Ev::Input(p, Input::LinkClosed { link: pl, error: None }));
                     }
                 }
                 Output::Deliver(m) => {
@@ -241,7 +249,8 @@ impl Net {
             if let Some(t) = self.tamper.as_mut() {
                 t(i, p, &mut all);
             }
-            self.schedule(self.now + LATENCY, Ev::Input(p, Input::Received { link: pl, data: all.freeze() }));
+            let at = self.now + LATENCY + self.extra_latency.get(&i).copied().unwrap_or_default();
+            self.schedule(at, Ev::Input(p, Input::Received { link: pl, data: all.freeze() }));
         }
     }
 
@@ -320,3 +329,4 @@ impl Net {
         (got, most)
     }
 }
+pub mod pki;
