@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
+use peerchannel_core::security::SecurityConfigError;
 use peerchannel_core::{ConfigError, UriError};
 
 /// Everything that can go wrong when opening a node, sending, or handing it commands.
@@ -39,6 +40,11 @@ pub enum Error {
     MissingMesh,
     /// The core configuration is inconsistent.
     InvalidConfig(ConfigError),
+    /// The security options do not fit together: a mode without credentials, credentials with
+    /// mode `None`, a password with `Message` mode alone, unusable certificates...
+    Security(SecurityConfigError),
+    /// The operating system's random source failed, so no key could be made for this node.
+    NoRandomness,
     /// Neither bootstrap addresses nor `open_alone()`: the node has no way to find the mesh.
     NoPeers,
     /// The token range cannot hold the listener, the waker and one connection.
@@ -71,6 +77,16 @@ impl fmt::Display for Error {
             Error::InvalidPath { given, source } => write!(f, "invalid channel path {given:?}: {source}"),
             Error::MissingMesh => write!(f, "no mesh given: call .mesh(..) or .config(..)"),
             Error::InvalidConfig(e) => write!(f, "invalid configuration: {e}"),
+            Error::Security(e) => match e {
+                SecurityConfigError::ModeWithoutCredentials => {
+                    write!(f, "a secure mode needs credentials: add .password(..) or .certificate(..) to the builder")
+                }
+                SecurityConfigError::CredentialsWithoutMode => {
+                    write!(f, "a password or certificate was given with SecurityMode::None; drop one of them")
+                }
+                e => write!(f, "invalid security settings: {e}"),
+            },
+            Error::NoRandomness => write!(f, "the operating system's random source failed; cannot make a node key"),
             Error::NoPeers => write!(f, "no bootstrap addresses and not opened alone: no way to find the mesh"),
             Error::TokenRange { count } => write!(f, "a token range of {count} is too small; give at least 3"),
             Error::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
@@ -80,11 +96,22 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// A configuration error, with security problems as [`Error::Security`].
+    pub(crate) fn from_config(e: ConfigError) -> Error {
+        match e {
+            ConfigError::Security(e) => Error::Security(e),
+            e => Error::InvalidConfig(e),
+        }
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Listen { source, .. } | Error::Register(source) => Some(source),
             Error::InvalidConfig(e) => Some(e),
+            Error::Security(e) => Some(e),
             Error::InvalidMeshId { source, .. } | Error::InvalidPath { source, .. } => Some(source),
             _ => None,
         }

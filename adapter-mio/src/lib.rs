@@ -76,6 +76,7 @@
 mod error;
 mod handle;
 mod node;
+pub mod security;
 mod stats;
 
 pub use error::Error;

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use mio::event::Event as MioEvent;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use peerchannel_core::security::Secret;
 use peerchannel_core::{
     ChannelPath, Config, Event, Input, Instant as CoreInstant, LinkId, MeshId, Message, MessageId, NeighborInfo, Node,
     NodeId, Output, SendError,
@@ -25,6 +27,7 @@ use peerchannel_core::{
 
 use crate::error::Error;
 use crate::handle::{Command, Commands, Handle};
+use crate::security::{ApplyError, CertificateCredentials, Chosen, Credentials, SecurityMode, SecurityOptions};
 use crate::stats::{AdapterStats, NodeStats};
 
 /// Slot of the listener in the token range.
@@ -62,6 +65,7 @@ pub struct Builder {
     write_window: usize,
     read_chunk: usize,
     external_resolver: bool,
+    security: SecurityOptions,
 }
 
 impl Default for Builder {
@@ -84,6 +88,7 @@ impl Default for Builder {
             write_window: 64 * 1024,
             read_chunk: 64 * 1024,
             external_resolver: false,
+            security: SecurityOptions::default(),
         }
     }
 }
@@ -117,6 +122,53 @@ impl Builder {
     /// Members to dial when joining (a static resolver).
     pub fn bootstrap(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.bootstrap.extend(addrs);
+        self
+    }
+
+    /// Protects the mesh with a password: every link runs TLS 1.3 and each side proves it
+    /// knows the password, bound to that link's session (the mode becomes
+    /// [`SecurityMode::Transport`] unless [`security`](Self::security) chose another; every
+    /// member needs the same password and mode). `open` stretches the password into the mesh
+    /// key with PBKDF2 ([`DEFAULT_PBKDF2_ITERATIONS`](crate::security::DEFAULT_PBKDF2_ITERATIONS)
+    /// rounds: `open` then takes a fraction of a second). The password never appears in `Debug`
+    /// output.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.security.credentials = Chosen::Password(Secret::new(password));
+        self
+    }
+
+    /// PBKDF2 rounds for [`password`](Self::password). Every member of a mesh must use the
+    /// same count. Fewer rounds make offline guessing cheaper: lower it only for tests and
+    /// examples. Default [`DEFAULT_PBKDF2_ITERATIONS`](crate::security::DEFAULT_PBKDF2_ITERATIONS).
+    pub fn password_iterations(mut self, iterations: NonZeroU32) -> Self {
+        self.security.iterations = iterations;
+        self
+    }
+
+    /// Protects the mesh with X.509 certificates: every link runs TLS 1.3 and each peer's chain
+    /// must lead to one of `credentials.trust_anchors` (and pass its pins, revocation lists and
+    /// validator). The mode becomes [`SecurityMode::Transport`] unless
+    /// [`security`](Self::security) chose another.
+    pub fn certificate(mut self, credentials: CertificateCredentials) -> Self {
+        self.security.credentials = Chosen::Certificate(Arc::new(credentials));
+        self
+    }
+
+    /// Ready-made credentials, e.g. one [`Credentials::password`] derived once and shared by
+    /// several nodes of one process. The mode becomes [`SecurityMode::Transport`] unless
+    /// [`security`](Self::security) chose another.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.security.credentials = Chosen::Given(credentials);
+        self
+    }
+
+    /// The security mode: [`SecurityMode::None`], `Transport` (TLS 1.3 links), `Message`
+    /// (floods signed end to end; needs [`certificate`](Self::certificate)) or
+    /// `TransportAndMessage`. Default: `Transport` when a password or certificate is given,
+    /// else the configuration's (none). A mode that does not fit the credentials makes `open`
+    /// fail with [`Error::Security`].
+    pub fn security(mut self, mode: SecurityMode) -> Self {
+        self.security.mode = Some(mode);
         self
     }
 
@@ -204,13 +256,15 @@ impl Builder {
         }
         let seed = self.seed.unwrap_or_else(os_seed);
         let mut config = self.config.unwrap_or_else(|| Config::new(mesh.clone(), seed));
-        config.mesh = mesh;
+        config.mesh = mesh.clone();
         config.seed = seed;
         config.bootstrap.extend(self.bootstrap.iter().copied());
         if config.bootstrap.is_empty() && !self.open_alone && !self.external_resolver {
             return Err(Error::NoPeers);
         }
-        config.validate().map_err(Error::InvalidConfig)?;
+        let mut config =
+            self.security.apply(&mesh, config).map_err(|ApplyError::NoRandomness| Error::NoRandomness)?;
+        config.validate().map_err(Error::from_config)?;
         let mut listener =
             TcpListener::bind(self.listen).map_err(|source| Error::Listen { addr: self.listen, source })?;
         let local = listener.local_addr().map_err(|source| Error::Listen { addr: self.listen, source })?;
@@ -223,7 +277,7 @@ impl Builder {
         registry
             .register(&mut listener, Token(self.token_base + LISTENER), Interest::READABLE)
             .map_err(Error::Register)?;
-        let node = Node::new(config, CoreInstant::ZERO).map_err(Error::InvalidConfig)?;
+        let node = Node::new(config, CoreInstant::ZERO).map_err(Error::from_config)?;
         let slots = self.token_count - FIRST_CONN;
         let mut n = MioNode {
             node,
@@ -261,6 +315,9 @@ impl Builder {
             },
             stats: AdapterStats::default(),
         };
+        // Certificates are checked against the wall clock, which the core never reads itself;
+        // it carries the time on from here with its own monotonic clock.
+        n.feed(Input::WallClock { unix_secs: crate::security::unix_now() });
         n.feed(Input::Open);
         n.flush();
         Ok(n)

@@ -1,7 +1,8 @@
 //! Security options of the builder: the mode (none, TLS links, signed floods, both) and the
 //! credentials (a mesh password or X.509 certificates). Everything protocol lives in the core;
 //! the adapter only gathers the options, stretches the password once, draws the node's key seed
-//! from the operating system and tells the core the wall-clock time.
+//! from the operating system and tells the core the wall-clock time. (The mio adapter has the
+//! same options, kept in step with these.)
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), peerchannel_tokio::Error> {

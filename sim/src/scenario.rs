@@ -663,10 +663,39 @@ mod tests {
     }
 
     #[test]
+    fn security_table_parses_and_bad_combinations_are_rejected() {
+        let s = Scenario::from_toml("[security]\nmode = \"transport+message\"\npassword = \"pw\"").unwrap();
+        assert_eq!(s.security.mode, SecurityModeName::TransportAndMessage);
+        assert_eq!(s.security.pbkdf2_iterations, SIM_PBKDF2_ITERATIONS);
+        assert!(!s.security.describe().contains("pw"), "the password must not show in reports");
+        let s = Scenario::from_toml("[security]\nmode = \"transport\"\npassword = \"pw\"\npbkdf2_iterations = 7")
+            .unwrap();
+        assert_eq!((s.security.mode, s.security.pbkdf2_iterations), (SecurityModeName::Transport, 7));
+        assert_eq!(Scenario::from_toml("").unwrap().security, SecurityConfig::default());
+        // Message mode alone needs certificates, which the simulator does not run.
+        assert!(matches!(Scenario::from_toml("[security]\nmode = \"message\""), Err(ScenarioError::Parse(_))));
+        for bad in [
+            "[security]\nmode = \"transport\"",
+            "[security]\npassword = \"pw\"",
+            "[security]\nmode = \"transport\"\npassword = \"pw\"\npbkdf2_iterations = 0",
+        ] {
+            assert!(matches!(Scenario::from_toml(bad), Err(ScenarioError::Invalid(_))), "{bad}");
+        }
+        assert_eq!("transport+message".parse::<SecurityModeName>(), Ok(SecurityModeName::TransportAndMessage));
+        assert!("message".parse::<SecurityModeName>().is_err());
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let mut s = Scenario { churn: Some(ChurnConfig::default()), ..Scenario::default() };
         s.partition.push(Partition { at_secs: 10.0, duration_secs: 5.0, fraction: 0.5 });
         s.network.latency = LatencyModel::Regions { weights: vec![1.0, 2.0], matrix_ms: vec![vec![5.0, 80.0]; 2] };
+        assert_eq!(Scenario::from_toml(&s.to_toml()).unwrap(), s);
+        s.security = SecurityConfig {
+            mode: SecurityModeName::TransportAndMessage,
+            password: Some("pw".into()),
+            pbkdf2_iterations: 3,
+        };
         assert_eq!(Scenario::from_toml(&s.to_toml()).unwrap(), s);
     }
 }

@@ -1161,6 +1161,11 @@ impl Simulation {
         self.nodes.get(i as usize)?.node.as_ref()
     }
 
+    /// The host (the address's index) node `i` runs on; departed nodes keep theirs.
+    pub fn host_of(&self, i: u32) -> Option<u32> {
+        Some(self.nodes.get(i as usize)?.host)
+    }
+
     /// The dense index of the node on the other end of neighbor link `link` of node `i`.
     pub fn peer_of(&self, i: u32, link: LinkId) -> Option<u32> {
         let (conn, dir) = self.conn_of(i, link)?;

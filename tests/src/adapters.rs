@@ -7,16 +7,21 @@
 //! cross-thread [`peerchannel_mio::Handle`] (sends go through the handle, so every suite run
 //! on mio exercises its bounded queue, its waker and its `WouldBlock` backpressure). Dropping
 //! a `TestNode` without [`TestNode::close`] crashes it: its sockets close at once.
+//!
+//! Every node's events are recorded from the moment it opens ([`TestNode::events_seen`]), and
+//! a node can be given the mesh password through its adapter's builder ([`Start`],
+//! [`TestNode::start_as`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc};
+use std::num::NonZeroU32;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use mio::{Events, Poll};
-use peerchannel_core::{ChannelPath, Config, Message, NeighborInfo, NodeId, Stats};
+use peerchannel_core::{ChannelPath, Config, Event, Message, NeighborInfo, NodeId, Stats};
 use peerchannel_mio::MioNode;
 use peerchannel_tokio::PeerNode;
 use tokio::sync::{mpsc, oneshot};
@@ -42,6 +47,28 @@ pub const MIXED: &[Kind] = &[Kind::Mio, Kind::Tokio];
 /// The kind of node `i` of a mesh started with `kinds`.
 pub fn kind_of(kinds: &[Kind], i: usize) -> Kind {
     kinds.get(i % kinds.len().max(1)).copied().unwrap_or(Kind::Tokio)
+}
+
+/// PBKDF2 rounds of the harness's passwords: few, so opening stays fast (the construction is
+/// the same as with the default 600,000).
+pub const TEST_PBKDF2_ITERATIONS: NonZeroU32 = match NonZeroU32::new(10) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
+
+/// Events a node's record keeps at most (MessageDropped events are not recorded).
+const EVENTS_KEPT: usize = 10_000;
+
+/// How a test node joins.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Opens alone (starts a mesh); bootstrap addresses are still dialed.
+    Alone,
+    /// Dials the bootstrap addresses and returns once it has a neighbor.
+    Join,
+    /// Dials the bootstrap addresses and returns at once, neighbor or not (for nodes that
+    /// are meant to be refused).
+    Dial,
 }
 
 /// Why a harness send failed.
@@ -104,7 +131,38 @@ pub struct TestNode {
     /// Sends that had to wait because the node's outbound budget (or the mio handle's queue)
     /// was spent.
     waits: Arc<AtomicU64>,
+    events: Mutex<EventLog>,
     inner: Inner,
+}
+
+/// Where a node's events come from, and those taken so far.
+struct EventLog {
+    source: EventSource,
+    seen: Vec<Event>,
+}
+
+enum EventSource {
+    Tokio(peerchannel_tokio::EventStream),
+    Mio(mpsc::Receiver<Event>),
+}
+
+impl EventLog {
+    fn new(source: EventSource) -> Mutex<EventLog> {
+        Mutex::new(EventLog { source, seen: Vec::new() })
+    }
+
+    fn pull(&mut self) {
+        loop {
+            let e = match &mut self.source {
+                EventSource::Tokio(s) => s.try_recv(),
+                EventSource::Mio(r) => r.try_recv().ok(),
+            };
+            let Some(e) = e else { return };
+            if !matches!(e, Event::MessageDropped { .. }) && self.seen.len() < EVENTS_KEPT {
+                self.seen.push(e);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for TestNode {
@@ -152,32 +210,87 @@ impl TestNode {
     /// Starts a node of `kind` on loopback. With `alone` it starts a mesh; otherwise it dials
     /// `bootstrap` and returns once it has a neighbor (as the tokio adapter's `open` does).
     pub async fn start(kind: Kind, config: Config, bootstrap: &[SocketAddr], alone: bool) -> TestNode {
+        let start = if alone { Start::Alone } else { Start::Join };
+        Self::start_as(kind, config, bootstrap, start, None).await
+    }
+
+    /// Starts a node of `kind` on loopback as `start` says, with the mesh `password` given
+    /// through the adapter's builder (`.password(..)`, [`TEST_PBKDF2_ITERATIONS`] rounds).
+    /// Panics if it does not open.
+    pub async fn start_as(
+        kind: Kind,
+        config: Config,
+        bootstrap: &[SocketAddr],
+        start: Start,
+        password: Option<&str>,
+    ) -> TestNode {
+        match Self::try_start_as(kind, config, bootstrap, start, password).await {
+            Ok(n) => n,
+            Err(e) => panic!("{kind:?} node failed to open: {e}"),
+        }
+    }
+
+    /// As [`start_as`](Self::start_as), with the adapter's error (as text) instead of a panic.
+    pub async fn try_start_as(
+        kind: Kind,
+        config: Config,
+        bootstrap: &[SocketAddr],
+        start: Start,
+        password: Option<&str>,
+    ) -> Result<TestNode, String> {
         match kind {
             Kind::Tokio => {
                 let mut b = PeerNode::builder().config(config).listen(loopback()).channel_capacity(8192);
-                b = if alone { b.open_alone() } else { b.bootstrap(bootstrap.iter().copied()) };
-                match b.open().await {
-                    Ok(node) => TestNode {
-                        kind,
-                        id: node.id(),
-                        addr: node.local_addr(),
-                        max_message_size: node.max_message_size(),
-                        waits: Arc::default(),
-                        inner: Inner::Tokio(node),
-                    },
-                    Err(e) => panic!("tokio node failed to open: {e}"),
+                if let Some(pw) = password {
+                    b = b.password(pw).password_iterations(TEST_PBKDF2_ITERATIONS);
                 }
+                b = b.bootstrap(bootstrap.iter().copied());
+                if start != Start::Join {
+                    b = b.open_alone();
+                }
+                let node = b.open().await.map_err(|e| e.to_string())?;
+                Ok(TestNode {
+                    kind,
+                    id: node.id(),
+                    addr: node.local_addr(),
+                    max_message_size: node.max_message_size(),
+                    waits: Arc::default(),
+                    events: EventLog::new(EventSource::Tokio(node.events())),
+                    inner: Inner::Tokio(node),
+                })
             }
             Kind::Mio => {
-                let node = start_mio(config, bootstrap, alone).await;
-                if !alone {
+                let node = start_mio(config, bootstrap, start != Start::Join, password).await?;
+                if start == Start::Join {
                     crate::wait_until("the mio node has a neighbor", PATIENCE, || async {
                         node.stats().await.is_some_and(|s| s.core.neighbors >= 1)
                     })
                     .await;
                 }
-                node
+                Ok(node)
             }
+        }
+    }
+
+    /// Every event of the node since it opened (MessageDropped left out), oldest first.
+    pub fn events_seen(&self) -> Vec<Event> {
+        let mut log = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        log.pull();
+        log.seen.clone()
+    }
+
+    /// Waits (at most [`PATIENCE`]) until the node has had an event that `pred` accepts, and
+    /// returns it; panics with `what` otherwise.
+    pub async fn expect_event(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(e) = self.events_seen().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("{what}: no such event within {PATIENCE:?}; events: {:?}", self.events_seen());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -370,15 +483,28 @@ impl Sender {
     }
 }
 
-async fn start_mio(config: Config, bootstrap: &[SocketAddr], alone: bool) -> TestNode {
+async fn start_mio(
+    config: Config,
+    bootstrap: &[SocketAddr],
+    alone: bool,
+    password: Option<&str>,
+) -> Result<TestNode, String> {
     let (ctl_tx, ctl_rx) = std_mpsc::channel::<Ctl>();
     let (ready_tx, ready_rx) = oneshot::channel();
+    let (events_tx, events_rx) = mpsc::channel(4096);
     let bootstrap = bootstrap.to_vec();
+    let password = password.map(str::to_owned);
     std::thread::spawn(move || {
         let started = (|| -> Result<(Poll, MioNode, peerchannel_mio::Handle), String> {
             let poll = Poll::new().map_err(|e| e.to_string())?;
             let mut b = MioNode::builder().config(config).listen(loopback()).tokens(16, 512).channel_capacity(8192);
-            b = if alone { b.open_alone() } else { b.bootstrap(bootstrap) };
+            if let Some(pw) = password {
+                b = b.password(pw).password_iterations(TEST_PBKDF2_ITERATIONS);
+            }
+            b = b.bootstrap(bootstrap);
+            if alone {
+                b = b.open_alone();
+            }
             let mut node = b.open(poll.registry()).map_err(|e| e.to_string())?;
             let handle = node.handle().map_err(|e| e.to_string())?;
             Ok((poll, node, handle))
@@ -387,7 +513,7 @@ async fn start_mio(config: Config, bootstrap: &[SocketAddr], alone: bool) -> Tes
             Ok((poll, node, handle)) => {
                 let info = (node.id(), node.local_addr(), node.max_message_size(), handle);
                 if ready_tx.send(Ok(info)).is_ok() {
-                    mio_thread(poll, node, ctl_rx);
+                    mio_thread(poll, node, ctl_rx, events_tx);
                 }
             }
             Err(e) => {
@@ -396,21 +522,22 @@ async fn start_mio(config: Config, bootstrap: &[SocketAddr], alone: bool) -> Tes
         }
     });
     match tokio::time::timeout(PATIENCE, ready_rx).await {
-        Ok(Ok(Ok((id, addr, max_message_size, handle)))) => TestNode {
+        Ok(Ok(Ok((id, addr, max_message_size, handle)))) => Ok(TestNode {
             kind: Kind::Mio,
             id,
             addr,
             max_message_size,
             waits: Arc::default(),
+            events: EventLog::new(EventSource::Mio(events_rx)),
             inner: Inner::Mio(MioRunner { ctl: Some(ctl_tx), handle }),
-        },
-        Ok(Ok(Err(e))) => panic!("mio node failed to open: {e}"),
-        _ => panic!("mio node thread did not start"),
+        }),
+        Ok(Ok(Err(e))) => Err(e),
+        _ => Err("the mio node's thread did not start".into()),
     }
 }
 
 /// The loop of a mio node's thread: the shape any application's loop has.
-fn mio_thread(mut poll: Poll, mut node: MioNode, ctl: std_mpsc::Receiver<Ctl>) {
+fn mio_thread(mut poll: Poll, mut node: MioNode, ctl: std_mpsc::Receiver<Ctl>, events_tx: mpsc::Sender<Event>) {
     let mut events = Events::with_capacity(1024);
     let mut subs: Vec<(ChannelPath, mpsc::UnboundedSender<Message>)> = Vec::new();
     let mut closing: Option<oneshot::Sender<()>> = None;
@@ -461,8 +588,12 @@ fn mio_thread(mut poll: Poll, mut node: MioNode, ctl: std_mpsc::Receiver<Ctl>) {
                 let _ = tx.send(m);
             }
         }
-        // Events are not used by the suite; keep the queue short.
-        node.events().for_each(drop);
+        // Recorded for the test (dropped when it does not keep up, like the tokio stream).
+        for e in node.events() {
+            if !matches!(e, Event::MessageDropped { .. }) {
+                let _ = events_tx.try_send(e);
+            }
+        }
         if node.is_closed() {
             if let Some(reply) = closing.take() {
                 let _ = reply.send(());
@@ -475,6 +606,17 @@ fn mio_thread(mut poll: Poll, mut node: MioNode, ctl: std_mpsc::Receiver<Ctl>) {
 /// Starts `n` nodes of `mesh` on loopback, node `i` on [`kind_of`]`(kinds, i)`: the first
 /// opens alone, each later one bootstraps from up to three earlier ones.
 pub async fn start_mixed_mesh(mesh: &str, n: usize, kinds: &[Kind], config: impl Fn(&mut Config)) -> Vec<TestNode> {
+    start_mixed_mesh_with(mesh, n, kinds, None, config).await
+}
+
+/// As [`start_mixed_mesh`], every node given the mesh `password` through its builder.
+pub async fn start_mixed_mesh_with(
+    mesh: &str,
+    n: usize,
+    kinds: &[Kind],
+    password: Option<&str>,
+    config: impl Fn(&mut Config),
+) -> Vec<TestNode> {
     let mut nodes: Vec<TestNode> = Vec::with_capacity(n);
     for i in 0..n {
         let mut c = fast_config(mesh);
@@ -485,7 +627,8 @@ pub async fn start_mixed_mesh(mesh: &str, n: usize, kinds: &[Kind], config: impl
             let picks: BTreeSet<usize> = [0, i / 2, i - 1].into_iter().collect();
             picks.into_iter().map(|j| nodes[j].addr()).collect()
         };
-        nodes.push(TestNode::start(kind_of(kinds, i), c, &boot, i == 0).await);
+        let start = if i == 0 { Start::Alone } else { Start::Join };
+        nodes.push(TestNode::start_as(kind_of(kinds, i), c, &boot, start, password).await);
     }
     nodes
 }
