@@ -2,7 +2,7 @@
 //! protocol promises: full delivery in steady state and under churn, bounded degrees, and a
 //! partition that splits the mesh in two and heals by the core's mesh refresh.
 
-use peerchannel_sim::scenario::CrashMode;
+use peerchannel_sim::scenario::{CrashMode, SecurityModeName};
 use peerchannel_sim::{Report, Scenario, Simulation};
 
 fn built_in(name: &str) -> Scenario {
@@ -153,4 +153,49 @@ fn partition_splits_the_mesh_in_two_and_the_refresh_merges_it_after_the_heal() {
     // During the cut, a message cannot reach the other side.
     let cut_msgs: Vec<_> = r.messages.iter().filter(|m| m.t >= settled && m.t + 10.0 < heal).collect();
     assert!(cut_msgs.iter().all(|m| m.reliability < 0.7));
+}
+
+/// churn-1k-secure (churn-1k with TLS links, password proofs and signed floods), shortened as
+/// the churn-1k tests above: every node that stayed joined for a message's whole window gets
+/// it, no peer ever fails authentication and no signature fails.
+///
+/// Release builds only: the dev profile compiles ring's C code unoptimized, and the X25519 key
+/// exchanges and Ed25519 signatures then make this run take about three minutes instead of
+/// ten seconds. Run it with `cargo test --release -p peerchannel-sim --test scenarios`.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "slow without optimization: cargo test --release -p peerchannel-sim")]
+fn churn_1k_secure_delivers_to_every_node_joined_for_the_whole_window_without_auth_failures() {
+    let mut s = built_in("churn-1k-secure");
+    assert_eq!(s.security.mode, SecurityModeName::TransportAndMessage);
+    assert!(s.security.password.is_some());
+    s.duration_secs = 150.0;
+    s.churn.as_mut().unwrap().start_secs = 40.0;
+    let (r, _) = run(s);
+    assert!(r.crashes + r.leaves >= 120, "only {} departures", r.crashes + r.leaves);
+    assert!(r.crashes > 0 && r.leaves > 0);
+    assert!(r.delivery.scored >= 100);
+    assert!(r.misses.is_empty(), "misses: {:?}", &r.misses[..r.misses.len().min(10)]);
+    assert_eq!(r.delivery.reliability_min, 1.0);
+    assert_eq!(r.traffic.auth_failures, 0);
+    assert_eq!(r.traffic.invalid_signatures, 0);
+    assert_eq!(r.traffic.floods_unintroduced, 0);
+    // Every first copy at every node but the origin was verified (first copies only are).
+    assert_eq!(r.traffic.signatures_verified, r.traffic.flood_first_copies);
+}
+
+/// The same on 200 nodes, small enough for debug builds: secure churn delivers everywhere.
+#[test]
+fn churn_200_secure_delivers_to_every_node_joined_for_the_whole_window_without_auth_failures() {
+    let mut s = built_in("churn-1k-secure");
+    s.nodes = 200;
+    s.duration_secs = 100.0;
+    s.churn.as_mut().unwrap().start_secs = 30.0;
+    s.churn.as_mut().unwrap().replace_per_min = 0.2;
+    let (r, _) = run(s);
+    assert!(r.crashes > 0 && r.leaves > 0, "{} crashes, {} leaves", r.crashes, r.leaves);
+    assert!(r.delivery.scored >= 50);
+    assert!(r.misses.is_empty(), "misses: {:?}", &r.misses[..r.misses.len().min(10)]);
+    assert_eq!(r.delivery.reliability_min, 1.0);
+    assert_eq!((r.traffic.auth_failures, r.traffic.invalid_signatures), (0, 0));
+    assert!(r.traffic.signatures_verified > 0);
 }

@@ -1,14 +1,17 @@
 //! The shared adapter suite: every scenario runs against the tokio adapter, the mio adapter,
 //! and mixed meshes (half mio, half tokio). Scenarios: mesh formation with exactly-once
 //! delivery, abrupt and graceful departures, hostile peers, size limits, meshes that must not
-//! mix, and backpressure from a neighbor that does not read.
+//! mix, backpressure from a neighbor that does not read, and password meshes (TLS links set up
+//! through each adapter's `.password(..)`): a wrong password and a missing one are kept out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use peerchannel_core::{CloseReason, NodeId};
+use peerchannel_core::security::AuthFailure;
+use peerchannel_core::{CloseReason, DialFailure, Event, NodeId};
 use peerchannel_tests::adapters::{
-    is_one_test_mesh, kind_of, start_mixed_mesh, wait_settled, Kind, SendFailure, TestNode, MIO, MIXED, TOKIO,
+    is_one_test_mesh, kind_of, start_mixed_mesh, start_mixed_mesh_with, wait_settled, Kind, Rx, SendFailure, Start,
+    TestNode, MIO, MIXED, TOKIO,
 };
 use peerchannel_tests::{fast_config, handshake_bytes, init_tracing, wait_until, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,6 +42,9 @@ suite!(
     oversized_sends_are_refused_and_the_largest_passes,
     meshes_never_mix,
     a_neighbor_that_does_not_read_slows_the_sender_within_bounds,
+    password_mesh_forms_and_floods_arrive_exactly_once,
+    a_wrong_password_is_kept_out_and_the_mesh_delivers,
+    a_node_without_the_password_is_refused_as_a_security_mismatch,
 );
 
 const SENDERS: usize = 3;
@@ -298,4 +304,140 @@ async fn a_neighbor_that_does_not_read_slows_the_sender_within_bounds(kinds: &[K
     drop(stuck);
     tokio::time::timeout(PATIENCE, sender).await.expect("the sender resumed").expect("sender task");
     node.close().await;
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Each of `nodes` sends `per_node` messages on `path`; each receiver in `rx` (index-matched to
+/// `nodes`) must get every message of every other node exactly once, and nothing more.
+async fn all_deliver_exactly_once(nodes: &[&TestNode], rx: &mut [Rx], path: &str, per_node: u32) {
+    for n in nodes {
+        for seq in 0..per_node {
+            n.send(path, format!("{}:{seq}", n.id())).await.expect("send");
+        }
+    }
+    let want = (nodes.len() - 1) * per_node as usize;
+    for (i, ch) in rx.iter_mut().enumerate() {
+        let mut got = BTreeSet::new();
+        for _ in 0..want {
+            let m = ch.expect(&format!("node {i} ({:?}) receives", nodes[i].kind())).await;
+            assert_ne!(m.origin, nodes[i].id(), "node {i} got its own message back");
+            assert!(got.insert(m.payload.clone()), "node {i} got {:?} twice", m.payload);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (i, ch) in rx.iter_mut().enumerate() {
+        assert!(ch.try_recv().is_none(), "node {i} got an extra message");
+    }
+}
+
+fn is_auth_failure(e: &Event) -> bool {
+    matches!(e, Event::AuthenticationFailed { .. })
+}
+
+async fn password_mesh_forms_and_floods_arrive_exactly_once(kinds: &[Kind]) {
+    init_tracing();
+    let nodes = start_mixed_mesh_with("suitepassword", 5, kinds, Some(PASSWORD), |_| {}).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_until("one password mesh with every degree within [2, 4]", PATIENCE, || is_one_test_mesh(&refs, 2, 4)).await;
+    let mut rx = Vec::new();
+    for n in &nodes {
+        rx.push(n.subscribe("/chat").await);
+    }
+    all_deliver_exactly_once(&refs, &mut rx, "/chat", 20).await;
+    for (i, n) in nodes.iter().enumerate() {
+        assert!(!n.events_seen().iter().any(is_auth_failure), "node {i} saw an authentication failure");
+        assert_eq!(n.stats().await.expect("stats").core.auth_failures, 0, "node {i}");
+    }
+    for n in nodes {
+        n.close().await;
+    }
+}
+
+async fn a_wrong_password_is_kept_out_and_the_mesh_delivers(kinds: &[Kind]) {
+    init_tracing();
+    let good = start_mixed_mesh_with("suitewrongpw", 4, kinds, Some(PASSWORD), |_| {}).await;
+    let boot: Vec<_> = good.iter().map(|n| n.addr()).collect();
+    let wrong =
+        TestNode::start_as(kind_of(kinds, 4), fast_config("suitewrongpw"), &boot, Start::Dial, Some("hunter2")).await;
+    // The wrong node learns it was refused; the node it dialed learns why.
+    wrong
+        .expect_event("the wrong node is told it was refused", |e| {
+            matches!(e, Event::AuthenticationFailed { failure: AuthFailure::PeerRejectedUs(_), .. })
+        })
+        .await;
+    wait_until("a member reports the wrong password", PATIENCE, || async {
+        good.iter().any(|n| {
+            n.events_seen()
+                .iter()
+                .any(|e| matches!(e, Event::AuthenticationFailed { failure: AuthFailure::WrongPassword, .. }))
+        })
+    })
+    .await;
+    assert!(wrong.stats().await.expect("stats").core.auth_failures >= 1);
+    assert!(wrong.events_seen().iter().all(|e| !matches!(e, Event::NeighborUp { .. } | Event::Online)));
+    assert!(wrong.neighbors().await.is_empty(), "the wrong node became a neighbor");
+
+    // The members are unaffected: one mesh of the four, every message delivered once.
+    let refs: Vec<&TestNode> = good.iter().collect();
+    wait_until("the members form one mesh without the wrong node", PATIENCE, || is_one_test_mesh(&refs, 2, 3)).await;
+    let mut rx = Vec::new();
+    for n in &good {
+        rx.push(n.subscribe("/chat").await);
+    }
+    let mut outsider = wrong.subscribe("/chat").await;
+    all_deliver_exactly_once(&refs, &mut rx, "/chat", 10).await;
+    assert!(outsider.try_recv().is_none(), "a message reached the node with the wrong password");
+    assert!(wrong.neighbors().await.is_empty(), "the wrong node became a neighbor");
+    for n in &good {
+        assert!(!n.events_seen().iter().any(|e| matches!(e, Event::NeighborUp { node, .. } if *node == wrong.id())));
+    }
+
+    // Through the tokio adapter, `open` itself reports the refusal.
+    if kinds.contains(&Kind::Tokio) {
+        let e = match TestNode::try_start_as(Kind::Tokio, fast_config("suitewrongpw"), &boot, Start::Join, Some("x"))
+            .await
+        {
+            Ok(_) => panic!("a node with the wrong password opened"),
+            Err(e) => e,
+        };
+        assert!(e.contains("authentication"), "{e}");
+    }
+    drop(wrong);
+    for n in good {
+        n.close().await;
+    }
+}
+
+async fn a_node_without_the_password_is_refused_as_a_security_mismatch(kinds: &[Kind]) {
+    init_tracing();
+    let secured = start_mixed_mesh_with("suitemismatch", 3, kinds, Some(PASSWORD), |_| {}).await;
+    let boot: Vec<_> = secured.iter().map(|n| n.addr()).collect();
+    let open = TestNode::start_as(kind_of(kinds, 3), fast_config("suitemismatch"), &boot, Start::Dial, None).await;
+    open.expect_event("the unsecured node is refused as a mismatch", |e| {
+        matches!(e, Event::DialFailed { reason: DialFailure::Handshake(CloseReason::SecurityMismatch), .. })
+    })
+    .await;
+    wait_until("a member refuses the unsecured node as a mismatch", PATIENCE, || async {
+        secured.iter().any(|n| {
+            n.events_seen()
+                .iter()
+                .any(|e| matches!(e, Event::InboundRefused { reason: CloseReason::SecurityMismatch, .. }))
+        })
+    })
+    .await;
+    assert!(open.stats().await.expect("stats").core.handshakes_failed_for(CloseReason::SecurityMismatch) >= 1);
+    assert!(open.neighbors().await.is_empty(), "the unsecured node became a neighbor");
+
+    let refs: Vec<&TestNode> = secured.iter().collect();
+    wait_until("the secured nodes form one mesh", PATIENCE, || is_one_test_mesh(&refs, 2, 2)).await;
+    let mut rx = Vec::new();
+    for n in &secured {
+        rx.push(n.subscribe("/chat").await);
+    }
+    all_deliver_exactly_once(&refs, &mut rx, "/chat", 10).await;
+    drop(open);
+    for n in secured {
+        n.close().await;
+    }
 }
