@@ -262,8 +262,7 @@ impl Builder {
         if config.bootstrap.is_empty() && !self.open_alone && !self.external_resolver {
             return Err(Error::NoPeers);
         }
-        let mut config =
-            self.security.apply(&mesh, config).map_err(|ApplyError::NoRandomness| Error::NoRandomness)?;
+        let mut config = self.security.apply(&mesh, config).map_err(|ApplyError::NoRandomness| Error::NoRandomness)?;
         config.validate().map_err(Error::from_config)?;
         let mut listener =
             TcpListener::bind(self.listen).map_err(|source| Error::Listen { addr: self.listen, source })?;

@@ -4,12 +4,17 @@
 //! ```text
 //! cargo run --release -p peerchannel-tokio --example broadcast -- --nodes 6 --count 20000 --size 1024
 //! cargo run --release -p peerchannel-tokio --example broadcast -- --nodes 4 --file Cargo.lock
+//! cargo run --release -p peerchannel-tokio --example broadcast -- --nodes 6 --count 20000 --password pw
 //! ```
+//!
+//! With `--password <pw>` the mesh runs TLS 1.3 links with password authentication (the key is
+//! derived once and shared by the nodes of this process).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use peerchannel_tokio::security::Credentials;
 use peerchannel_tokio::{Channel, Config, MeshId, PeerNode};
 
 #[derive(Parser, Debug)]
@@ -30,6 +35,9 @@ struct Args {
     /// Seconds a receiver waits for more after the last message before reporting.
     #[arg(long, default_value_t = 3)]
     idle_secs: u64,
+    /// Protect the mesh with this password (TLS 1.3 links).
+    #[arg(long)]
+    password: Option<String>,
 }
 
 #[tokio::main]
@@ -57,16 +65,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let total = u32::try_from(chunks.len())?;
 
-    let mut config = Config::new(MeshId::new("broadcast")?, 0);
+    let mesh = MeshId::new("broadcast")?;
+    // Derived once (PBKDF2 is slow on purpose) and shared by every node.
+    let credentials = args.password.as_deref().map(|pw| Credentials::password(&mesh, pw));
+    let mut config = Config::new(mesh, 0);
     config.maintainer_interval = Duration::from_millis(500);
     let local = "127.0.0.1:0".parse()?;
     let mut nodes: Vec<PeerNode> = Vec::new();
     for i in 0..args.nodes.max(2) {
         let mut b = PeerNode::builder().config(config.clone()).listen(local).channel_capacity(total as usize + 16);
+        if let Some(c) = &credentials {
+            b = b.credentials(c.clone());
+        }
         b = if i == 0 { b.open_alone() } else { b.bootstrap([nodes[0].local_addr(), nodes[i - 1].local_addr()]) };
         nodes.push(b.open().await?);
     }
-    println!("{} nodes up; sending {total} messages of {} bytes", nodes.len(), args.size);
+    let security = if credentials.is_some() { "TLS, password" } else { "none" };
+    println!("{} nodes up (security: {security}); sending {total} messages of {} bytes", nodes.len(), args.size);
 
     let mut receivers = Vec::new();
     for (i, node) in nodes.iter().enumerate().skip(1) {

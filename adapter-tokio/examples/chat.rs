@@ -24,13 +24,16 @@
 //! With neither `--peer` nor `--resolver`, chats on one LAN find each other by LAN discovery
 //! (UDP multicast); the first one found alone starts the mesh.
 //!
+//! With `--password <pw>` on every chat, links are TLS 1.3 and only chats that know the
+//! password join (a chat with another password, or none, is refused and says why).
+//!
 //! Commands: `/neighbors`, `/stats`, `/quit` (or Ctrl-D, Ctrl-C) to leave gracefully.
 //! Set `RUST_LOG=peerchannel_tokio=debug` to see connects, accepts and closes.
 
 use std::net::SocketAddr;
 
 use clap::Parser;
-use peerchannel_tokio::{Error, Event, PeerNode};
+use peerchannel_tokio::{CloseReason, Error, Event, PeerNode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser, Debug)]
@@ -55,6 +58,9 @@ struct Args {
     /// Do not use LAN discovery.
     #[arg(long)]
     no_lan: bool,
+    /// The mesh password: links are TLS 1.3 and every member must know it.
+    #[arg(long)]
+    password: Option<String>,
 }
 
 #[tokio::main]
@@ -74,6 +80,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         if args.no_lan {
             b = b.lan_discovery(false);
+        }
+        if let Some(pw) = &args.password {
+            b = b.password(pw.as_str());
         }
         b
     };
@@ -100,8 +109,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("* {how} (service: {}, LAN discovery: {})", s.has_service, s.has_lan);
     }
     let announced: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();
-    println!("* {} joined mesh {} as node {}", args.name, node.mesh(), node.id());
-    println!("* others join with: --mesh {} --peer {}", node.mesh(), announced.join(" --peer "));
+    let secured = if args.password.is_some() { " (TLS, password)" } else { "" };
+    println!("* {} joined mesh {}{secured} as node {}", args.name, node.mesh(), node.id());
+    let pw = if args.password.is_some() { " --password <the password>" } else { "" };
+    println!("* others join with: --mesh {} --peer {}{pw}", node.mesh(), announced.join(" --peer "));
 
     // Neighbors found while opening came before the event stream below existed.
     for n in node.neighbors().await? {
@@ -143,6 +154,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 Some(Event::NeighborDown { node, reason, .. }) => println!("* neighbor down: {node} ({reason})"),
                 Some(Event::Offline) => println!("* offline: no neighbors, looking for the mesh"),
                 Some(Event::Online) => println!("* online"),
+                Some(Event::AuthenticationFailed { addr, failure, .. }) => {
+                    println!("* authentication with {addr} failed: {failure}")
+                }
+                Some(Event::InboundRefused { addr, reason: CloseReason::SecurityMismatch }) => {
+                    println!("* refused {addr}: it uses another security mode (or no password)")
+                }
                 Some(_) => {}
                 None => break,
             },

@@ -6,13 +6,49 @@
 //! cargo run --release -p peerchannel-tokio --example throughput -- --size 1024 --count 500000
 //! cargo run --release -p peerchannel-tokio --example throughput -- --size 65536 --count 20000 --chain
 //! ```
+//!
+//! With security, to compare against the unsecured figures: `--tls` (TLS 1.3 links), or
+//! `--security transport|message|both`. The nodes authenticate with `--password <pw>` when
+//! given, else with certificates from a CA made on the spot (`message` needs certificates):
+//!
+//! ```text
+//! cargo run --release -p peerchannel-tokio --example throughput -- --size 1024 --count 200000 --tls
+//! cargo run --release -p peerchannel-tokio --example throughput -- --size 1024 --count 200000 --security both --password pw
+//! ```
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use peerchannel_tokio::{Config, MeshId, PeerNode};
+use clap::{Parser, ValueEnum};
+use peerchannel_tokio::security::{
+    CertificateCredentials, CertificateDer, Credentials, PrivateKeyDer, PrivatePkcs8KeyDer, SecurityMode,
+};
+use peerchannel_tokio::{Builder, Config, MeshId, PeerNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The security mode to measure.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Plain TCP links.
+    None,
+    /// TLS 1.3 links.
+    Transport,
+    /// Floods signed end to end (needs certificates: no --password).
+    Message,
+    /// TLS links and signed floods.
+    Both,
+}
+
+impl Mode {
+    fn core(self) -> SecurityMode {
+        match self {
+            Mode::None => SecurityMode::None,
+            Mode::Transport => SecurityMode::Transport,
+            Mode::Message => SecurityMode::Message,
+            Mode::Both => SecurityMode::TransportAndMessage,
+        }
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(about = "Messages per second and bytes per second over loopback")]
@@ -26,6 +62,54 @@ struct Args {
     /// Relay through a middle node (A→B→C) instead of one link.
     #[arg(long)]
     chain: bool,
+    /// Security mode of the mesh.
+    #[arg(long, value_enum, default_value_t = Mode::None)]
+    security: Mode,
+    /// Shorthand for `--security transport`.
+    #[arg(long, conflicts_with = "security")]
+    tls: bool,
+    /// Authenticate with this mesh password (default: certificates from a CA made on the spot).
+    #[arg(long)]
+    password: Option<String>,
+}
+
+/// How each node is secured: one password key (derived once, shared) or a fresh leaf of one CA.
+enum Secure {
+    None,
+    Password(Credentials),
+    Certificates { ca: CertificateDer<'static>, issuer: Box<rcgen::Issuer<'static, rcgen::KeyPair>> },
+}
+
+impl Secure {
+    fn new(mode: Mode, mesh: &MeshId, password: Option<&str>) -> Result<Secure, Box<dyn std::error::Error>> {
+        if mode == Mode::None {
+            return Ok(Secure::None);
+        }
+        if let Some(pw) = password {
+            return Ok(Secure::Password(Credentials::password(mesh, pw)));
+        }
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "throughput CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let ca = params.self_signed(&key)?.der().clone();
+        Ok(Secure::Certificates { ca, issuer: Box::new(rcgen::Issuer::new(params, key)) })
+    }
+
+    fn apply(&self, mode: Mode, b: Builder) -> Result<Builder, Box<dyn std::error::Error>> {
+        Ok(match self {
+            Secure::None => b,
+            Secure::Password(c) => b.credentials(c.clone()).security(mode.core()),
+            Secure::Certificates { ca, issuer } => {
+                let key = rcgen::KeyPair::generate()?;
+                let leaf = rcgen::CertificateParams::new(vec!["node".to_owned()])?.signed_by(&key, issuer.as_ref())?;
+                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+                b.certificate(CertificateCredentials::new(vec![leaf.der().clone()], key, vec![ca.clone()]))
+                    .security(mode.core())
+            }
+        })
+    }
 }
 
 #[tokio::main]
@@ -39,7 +123,7 @@ async fn main() {
 fn report(what: &str, messages: usize, bytes: usize, elapsed: Duration) {
     let s = elapsed.as_secs_f64().max(1e-9);
     println!(
-        "{what:<22} {messages} msgs in {elapsed:>10.3?}: {:>12.0} msg/s {:>10.1} MB/s ({:.2} Gbit/s)",
+        "{what:<34} {messages} msgs in {elapsed:>10.3?}: {:>12.0} msg/s {:>10.1} MB/s ({:.2} Gbit/s)",
         messages as f64 / s,
         bytes as f64 / s / 1e6,
         bytes as f64 * 8.0 / s / 1e9
@@ -48,6 +132,14 @@ fn report(what: &str, messages: usize, bytes: usize, elapsed: Duration) {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let mode = if args.tls { Mode::Transport } else { args.security };
+    // The security mode and the credential kind, e.g. "transport/pw", "both/cert" or "none".
+    let credential = match (mode, &args.password) {
+        (Mode::None, _) => "",
+        (_, Some(_)) => "/pw",
+        (_, None) => "/cert",
+    };
+    let label = format!("{}{credential}", mode.to_possible_value().map_or("?".into(), |v| v.get_name().to_owned()));
     let local: SocketAddr = "127.0.0.1:0".parse()?;
     let bytes = args.size * args.count;
 
@@ -77,7 +169,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     report("plain TCP", args.count, bytes, started.elapsed());
 
     // peerchannel: A → B, or A → B → C with B relaying.
-    let mut base = Config::new(MeshId::new("throughput")?, 0);
+    let mesh = MeshId::new("throughput")?;
+    let secure = Secure::new(mode, &mesh, args.password.as_deref())?;
+    let mut base = Config::new(mesh, 0);
     base.max_message_size = args.size.max(peerchannel_tokio::Config::new(MeshId::new("x")?, 0).max_message_size);
     base.refresh_interval = None;
     let leaf = |mut c: Config| {
@@ -86,21 +180,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         c.max_neighbors = 1;
         c
     };
-    let a = PeerNode::builder().config(leaf(base.clone())).listen(local).open_alone().open().await?;
+    let builder = |c: Config| secure.apply(mode, PeerNode::builder().config(c).listen(local));
+    let a = builder(leaf(base.clone()))?.open_alone().open().await?;
     let mut middle = None;
     let last_boot = if args.chain {
         let mut c = base.clone();
         c.min_neighbors = 1;
         c.ideal_neighbors = 2;
         c.max_neighbors = 2;
-        let b = PeerNode::builder().config(c).listen(local).bootstrap([a.local_addr()]).open().await?;
+        let b = builder(c)?.bootstrap([a.local_addr()]).open().await?;
         let addr = b.local_addr();
         middle = Some(b);
         addr
     } else {
         a.local_addr()
     };
-    let c = PeerNode::builder().config(leaf(base)).listen(local).bootstrap([last_boot]).open().await?;
+    let c = builder(leaf(base))?.bootstrap([last_boot]).open().await?;
     let tx = a.channel("/t")?;
     let mut rx = c.channel("/t")?;
     let payload = bytes::Bytes::from(vec![0u8; args.size]);
@@ -121,7 +216,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = started.elapsed();
     let _tx = sender.await??;
-    report(if args.chain { "peerchannel A→B→C" } else { "peerchannel A→B" }, got, got * args.size, elapsed);
+    let what = if args.chain { "peerchannel A→B→C" } else { "peerchannel A→B" };
+    report(&format!("{what} ({label})"), got, got * args.size, elapsed);
     let s = a.stats().await?;
     println!(
         "sender: {} write calls, {:.1} messages per write; receiver dropped {}",

@@ -10,7 +10,8 @@ use peerchannel_core::Event;
 use crate::mailbox::Mailbox;
 
 /// The events of one node from the moment of subscription: Online/Offline, NeighborUp,
-/// NeighborDown with its reason, DialFailed, InboundRefused, MessageDropped.
+/// NeighborDown with its reason, DialFailed, InboundRefused, MessageDropped, and in a secured
+/// mesh AuthenticationFailed (which check a peer failed) and InvalidSignature.
 ///
 /// Events wait in a bounded queue ([`Builder::event_capacity`](crate::Builder::event_capacity));
 /// when a subscriber falls behind, the oldest events are dropped and counted

@@ -1134,6 +1134,8 @@ impl Node {
         }
         let was_connected = link.is_connected();
         let (role, addr, peer, state) = (link.role, link.addr, link.peer, link.state);
+        // Member addresses go only to peers that proved they belong to the mesh.
+        let share_referrals = peer_authenticated(link) && !reason.is_security_refusal();
         let linger_until = now + self.cfg.close_linger;
         if was_connected {
             self.neighbors.retain(|n| *n != id);
@@ -1147,7 +1149,7 @@ impl Node {
         if ending == Ending::Local {
             let heard_hello = matches!(state, LinkState::Handshake { hello_received: true } | LinkState::Connected);
             if heard_hello || reason == CloseReason::WrongMesh || reason == CloseReason::Incompatible {
-                let referrals = self.referrals_for(id);
+                let referrals = if share_referrals { self.referrals_for(id) } else { Vec::new() };
                 let farewell = if role == Role::Responder && !was_connected && Refuse::allowed(reason) {
                     Frame::Refuse(Refuse { reason, referrals })
                 } else {
@@ -1197,7 +1199,17 @@ impl Node {
             self.outputs.push_back(Output::Event(Event::InboundRefused { addr, reason }));
         }
         if self.state == NodeState::Open && self.neighbor_count() < self.target {
-            self.maintain(now);
+            if reason.is_security_refusal() && !was_connected {
+                // Every member would refuse the same credentials: retry on the repair timer
+                // instead of dialing the next candidate at once (a tight loop of handshakes).
+                let at = now + self.cfg.repair_retry_interval;
+                if self.repair_at.is_none_or(|r| r > at) {
+                    self.repair_at = Some(at);
+                    self.timers.arm(at, Timer::Repair);
+                }
+            } else {
+                self.maintain(now);
+            }
         }
     }
 

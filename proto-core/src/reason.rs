@@ -79,6 +79,15 @@ impl CloseReason {
         Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
     }
 
+    /// Whether the reason is a refusal for credentials (authentication, security setting,
+    /// signatures): retrying elsewhere at once would only be refused again.
+    pub const fn is_security_refusal(self) -> bool {
+        matches!(
+            self,
+            CloseReason::AuthenticationFailure | CloseReason::SecurityMismatch | CloseReason::InvalidSignature
+        )
+    }
+
     /// Index into per-reason counter arrays.
     pub const fn index(self) -> usize {
         self as usize - 1

@@ -668,8 +668,8 @@ mod tests {
         assert_eq!(s.security.mode, SecurityModeName::TransportAndMessage);
         assert_eq!(s.security.pbkdf2_iterations, SIM_PBKDF2_ITERATIONS);
         assert!(!s.security.describe().contains("pw"), "the password must not show in reports");
-        let s = Scenario::from_toml("[security]\nmode = \"transport\"\npassword = \"pw\"\npbkdf2_iterations = 7")
-            .unwrap();
+        let s =
+            Scenario::from_toml("[security]\nmode = \"transport\"\npassword = \"pw\"\npbkdf2_iterations = 7").unwrap();
         assert_eq!((s.security.mode, s.security.pbkdf2_iterations), (SecurityModeName::Transport, 7));
         assert_eq!(Scenario::from_toml("").unwrap().security, SecurityConfig::default());
         // Message mode alone needs certificates, which the simulator does not run.

@@ -104,7 +104,9 @@ impl SecurityContext {
         let cred = PeerCredential::decode(encoded).map_err(|e| AuthFailure::BadCertificate(e.to_string()))?;
         let now = self.clock.now();
         let signer = verify_credential(&cred, origin, self.checker.as_deref(), now)?;
-        let known = Arc::new(KnownSigner { signer, encoded: encoded.clone() });
+        // A copy: the frame is a slice of a whole receive buffer (floods included), which a
+        // remembered credential must not keep alive.
+        let known = Arc::new(KnownSigner { signer, encoded: Bytes::copy_from_slice(encoded) });
         if self.known.insert(origin, known.clone()).is_none() {
             self.known_order.push_back(origin);
             if self.known_order.len() > KNOWN_SIGNERS {
@@ -135,4 +137,28 @@ fn derive_key_seed(seed: u64) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::Credentials;
+    use crate::uri::MeshId;
+
+    /// A Credential frame is a slice of a whole receive buffer (a TLS record's plaintext,
+    /// floods included); the signer the node remembers must not keep that buffer alive.
+    #[test]
+    fn a_remembered_credential_does_not_pin_its_receive_buffer() {
+        let mesh = MeshId::new("m").unwrap();
+        let creds = Credentials::password_with_iterations(&mesh, "pw", core::num::NonZeroU32::new(1).unwrap());
+        let mut ctx = SecurityContext::new(&Security::new(SecurityMode::TransportAndMessage, creds), 1).unwrap();
+        let peer = NodeIdentity::self_signed(&[5; 32]).unwrap();
+        let mut buf = bytes::BytesMut::from(&peer.credential()[..]);
+        buf.extend_from_slice(&[0u8; 64 * 1024]);
+        let buf = buf.freeze();
+        let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+        let known = ctx.check_credential(peer.node_id(), &buf.slice(..peer.credential().len())).unwrap();
+        assert!(!range.contains(&(known.encoded.as_ptr() as usize)));
+        assert_eq!(known.encoded, *peer.credential());
+    }
 }

@@ -144,7 +144,7 @@ impl fmt::Debug for CertificateCredentials {
 }
 
 /// A node's security configuration.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Security {
     /// The mode. Default [`SecurityMode::None`].
     pub mode: SecurityMode,
@@ -155,6 +155,16 @@ pub struct Security {
     /// keeps simulations reproducible; adapters fill it from the operating system's random
     /// source, so that a key is never guessable from a 64-bit seed.
     pub key_seed: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Security")
+            .field("mode", &self.mode)
+            .field("credentials", &self.credentials)
+            .field("key_seed", &self.key_seed.map(|_| "***"))
+            .finish()
+    }
 }
 
 impl Security {
