@@ -1562,6 +1562,9 @@ fn pull_tls(l: &mut Link, max: usize) -> Option<Bytes> {
                 chunks.push(b);
             }
             if !chunks.is_empty() {
+                // Sized once for the records (16 KiB of plaintext each, plus their overhead),
+                // so the ciphertext is not copied again while the buffer grows.
+                out.reserve(taken + (taken / (16 * 1024) + 1) * TlsSession::RECORD_OVERHEAD);
                 tls.encrypt(&chunks);
                 tls.write_into(&mut out);
             }

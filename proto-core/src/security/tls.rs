@@ -109,53 +109,40 @@ impl core::fmt::Debug for TlsSession {
 }
 
 impl TlsSession {
-    /// Feeds received ciphertext; returns the plaintext it decrypted (possibly empty). On a
+    /// Feeds received ciphertext; returns the plaintext it decrypted (possibly empty), in one
+    /// contiguous buffer so that whole frames inside it are handed on without copying. On a
     /// failure the session keeps the alert for the peer (see [`has_output`](Self::has_output)).
     pub fn receive(&mut self, mut data: &[u8]) -> Result<Bytes, TlsFailure> {
         if self.failed {
             return Ok(Bytes::new());
         }
+        // Plaintext is never longer than the ciphertext it came in: one reservation suffices.
+        self.plain.reserve(data.len());
         while !data.is_empty() {
             let n = match self.conn.read_tls(&mut data) {
                 Ok(n) => n,
                 Err(e) => return self.fail(AuthFailure::Tls(e.to_string())),
             };
-            if let Err(e) = self.conn.process_new_packets() {
-                let failure = auth_failure_from_tls(&e);
-                return self.fail(failure);
+            let ready = match self.conn.process_new_packets() {
+                Ok(io) => io.plaintext_bytes_to_read(),
+                Err(e) => {
+                    let failure = auth_failure_from_tls(&e);
+                    return self.fail(failure);
+                }
+            };
+            if ready > 0 {
+                let len = self.plain.len();
+                self.plain.resize(len + ready, 0);
+                if let Err(e) = self.conn.reader().read_exact(&mut self.plain[len..]) {
+                    self.plain.truncate(len);
+                    return self.fail(AuthFailure::Tls(e.to_string()));
+                }
             }
-            self.drain_plaintext()?;
             if n == 0 {
                 break;
             }
         }
         Ok(self.plain.split().freeze())
-    }
-
-    fn drain_plaintext(&mut self) -> Result<(), TlsFailure> {
-        loop {
-            if self.plain.capacity() - self.plain.len() < 4096 {
-                self.plain.reserve(16 * 1024);
-            }
-            let len = self.plain.len();
-            let cap = self.plain.capacity();
-            self.plain.resize(cap, 0);
-            match self.conn.reader().read(&mut self.plain[len..]) {
-                Ok(0) => {
-                    self.plain.truncate(len);
-                    return Ok(());
-                }
-                Ok(n) => self.plain.truncate(len + n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.plain.truncate(len);
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.plain.truncate(len);
-                    return self.fail::<()>(AuthFailure::Tls(e.to_string()));
-                }
-            }
-        }
     }
 
     fn fail<T>(&mut self, failure: AuthFailure) -> Result<T, TlsFailure> {
@@ -200,7 +187,7 @@ impl TlsSession {
         }
     }
 
-    /// Moves up to the session's pending ciphertext into `out`.
+    /// Moves the session's pending ciphertext into `out`.
     pub fn write_into(&mut self, out: &mut Vec<u8>) {
         while self.conn.wants_write() {
             if self.conn.write_tls(out).is_err() {
@@ -211,4 +198,7 @@ impl TlsSession {
 
     /// How much plaintext one pull encrypts at most.
     pub const BATCH: usize = ENCRYPT_BATCH;
+    /// Bytes a TLS 1.3 record adds to its plaintext at most with rustls' ring suites: the
+    /// 5-byte header, the content type byte and a 16-byte AEAD tag.
+    pub const RECORD_OVERHEAD: usize = 5 + 1 + 16;
 }
