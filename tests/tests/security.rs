@@ -448,6 +448,65 @@ async fn a_certificate_mesh_delivers_and_refuses_a_certificate_from_another_ca()
     }
 }
 
+/// Signed modes through the tokio adapter: Message (certificates, plain links) and
+/// TransportAndMessage (certificates or a password): three nodes form a mesh and every
+/// message arrives exactly once, verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_modes_deliver_exactly_once_through_the_tokio_adapter() {
+    init_tracing();
+    let ca = Ca::new("mesh CA");
+    for (k, (mode, password)) in [
+        (SecurityMode::Message, false),
+        (SecurityMode::TransportAndMessage, false),
+        (SecurityMode::TransportAndMessage, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mesh = format!("signed{k}");
+        let mut nodes: Vec<PeerNode> = Vec::new();
+        for i in 0..3 {
+            let mut b = PeerNode::builder().config(fast_config(&mesh)).listen(loopback()).lan_discovery(false);
+            b = if password {
+                b.password("pw").password_iterations(ITERATIONS)
+            } else {
+                let leaf = ca.leaf(&format!("node {k}.{i}"));
+                b.certificate(CertificateCredentials::new(vec![leaf.cert], leaf.key, vec![ca.cert.clone()]))
+            };
+            b = b.security(mode);
+            b = if i == 0 { b.open_alone() } else { b.bootstrap(nodes.iter().map(|n| n.local_addr())) };
+            nodes.push(b.open().await.unwrap_or_else(|e| panic!("{mode:?} node {i}: {e}")));
+        }
+        let refs: Vec<&PeerNode> = nodes.iter().collect();
+        wait_until("the three form one mesh", PATIENCE, || is_one_mesh(&refs, 2, 2)).await;
+        let mut rx: Vec<_> = nodes.iter().map(|n| n.channel("/signed").expect("channel")).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            n.channel("/signed").expect("channel").send(format!("from {i}")).await.expect("send");
+        }
+        for (i, ch) in rx.iter_mut().enumerate() {
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                let m = tokio::time::timeout(PATIENCE, ch.recv()).await.expect("in time").expect("open");
+                got.push(m.payload);
+            }
+            got.sort();
+            got.dedup();
+            assert_eq!(got.len(), 2, "{mode:?}: node {i} got a message twice");
+        }
+        let verified: u64 = {
+            let mut sum = 0;
+            for n in &nodes {
+                sum += n.stats().await.expect("stats").core.signatures_verified;
+            }
+            sum
+        };
+        assert!(verified >= 6, "{mode:?}: only {verified} signatures verified");
+        for n in nodes {
+            n.close().await;
+        }
+    }
+}
+
 // ----- core issues --------------------------------------------------------------------------
 
 /// A two-node password mesh, `.0` being the node to probe (it has a neighbor to refer to).
