@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use mio::event::Event as MioEvent;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use peerchannel_core::security::Secret;
+use peerchannel_core::security::SecurityOptions;
 use peerchannel_core::{
     ChannelPath, Config, Event, Input, Instant as CoreInstant, LinkId, MeshId, Message, MessageId, NeighborInfo, Node,
     NodeId, Output, SendError,
@@ -27,7 +27,7 @@ use peerchannel_core::{
 
 use crate::error::Error;
 use crate::handle::{Command, Commands, Handle};
-use crate::security::{ApplyError, CertificateCredentials, Chosen, Credentials, SecurityMode, SecurityOptions};
+use crate::security::{os_key_seed, CertificateCredentials, Credentials, SecurityMode};
 use crate::stats::{AdapterStats, NodeStats};
 
 /// Slot of the listener in the token range.
@@ -133,7 +133,7 @@ impl Builder {
     /// rounds: `open` then takes a fraction of a second). The password never appears in `Debug`
     /// output.
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.security.credentials = Chosen::Password(Secret::new(password));
+        self.security.password(password);
         self
     }
 
@@ -141,7 +141,7 @@ impl Builder {
     /// same count. Fewer rounds make offline guessing cheaper: lower it only for tests and
     /// examples. Default [`DEFAULT_PBKDF2_ITERATIONS`](crate::security::DEFAULT_PBKDF2_ITERATIONS).
     pub fn password_iterations(mut self, iterations: NonZeroU32) -> Self {
-        self.security.iterations = iterations;
+        self.security.iterations(iterations);
         self
     }
 
@@ -150,7 +150,7 @@ impl Builder {
     /// validator). The mode becomes [`SecurityMode::Transport`] unless
     /// [`security`](Self::security) chose another.
     pub fn certificate(mut self, credentials: CertificateCredentials) -> Self {
-        self.security.credentials = Chosen::Certificate(Arc::new(credentials));
+        self.security.certificate(credentials);
         self
     }
 
@@ -158,7 +158,7 @@ impl Builder {
     /// several nodes of one process. The mode becomes [`SecurityMode::Transport`] unless
     /// [`security`](Self::security) chose another.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.security.credentials = Chosen::Given(credentials);
+        self.security.credentials(credentials);
         self
     }
 
@@ -168,7 +168,7 @@ impl Builder {
     /// else the configuration's (none). A mode that does not fit the credentials makes `open`
     /// fail with [`Error::Security`].
     pub fn security(mut self, mode: SecurityMode) -> Self {
-        self.security.mode = Some(mode);
+        self.security.mode(mode);
         self
     }
 
@@ -262,7 +262,7 @@ impl Builder {
         if config.bootstrap.is_empty() && !self.open_alone && !self.external_resolver {
             return Err(Error::NoPeers);
         }
-        let mut config = self.security.apply(&mesh, config).map_err(|ApplyError::NoRandomness| Error::NoRandomness)?;
+        let mut config = self.security.apply(config, os_key_seed).map_err(|_| Error::NoRandomness)?;
         config.validate().map_err(Error::from_config)?;
         let mut listener =
             TcpListener::bind(self.listen).map_err(|source| Error::Listen { addr: self.listen, source })?;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use peerchannel_core::security::Secret;
+use peerchannel_core::security::SecurityOptions;
 use peerchannel_core::{ChannelPath, ChannelUri, Config, Instant as CoreInstant, MeshId, NeighborInfo, Node, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +22,7 @@ use crate::events::EventStream;
 use crate::lan::{LanConfig, LanResolver};
 use crate::mailbox::Mailbox;
 use crate::resolver::Resolver;
-use crate::security::{ApplyError, CertificateCredentials, Chosen, Credentials, SecurityMode, SecurityOptions};
+use crate::security::{os_key_seed, CertificateCredentials, Credentials, SecurityMode};
 use crate::service_client::{ReferralPolicy, ServiceResolver};
 use crate::stats::NodeStats;
 
@@ -206,7 +206,7 @@ impl Builder {
     /// # Ok(()) }
     /// ```
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.security.credentials = Chosen::Password(Secret::new(password));
+        self.security.password(password);
         self
     }
 
@@ -214,7 +214,7 @@ impl Builder {
     /// same count. Fewer rounds make offline guessing cheaper: lower it only for tests and
     /// examples. Default [`DEFAULT_PBKDF2_ITERATIONS`](crate::security::DEFAULT_PBKDF2_ITERATIONS).
     pub fn password_iterations(mut self, iterations: NonZeroU32) -> Self {
-        self.security.iterations = iterations;
+        self.security.iterations(iterations);
         self
     }
 
@@ -223,7 +223,7 @@ impl Builder {
     /// validator). The mode becomes [`SecurityMode::Transport`] unless
     /// [`security`](Self::security) chose another.
     pub fn certificate(mut self, credentials: CertificateCredentials) -> Self {
-        self.security.credentials = Chosen::Certificate(Arc::new(credentials));
+        self.security.certificate(credentials);
         self
     }
 
@@ -231,7 +231,7 @@ impl Builder {
     /// several nodes of one process. The mode becomes [`SecurityMode::Transport`] unless
     /// [`security`](Self::security) chose another.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.security.credentials = Chosen::Given(credentials);
+        self.security.credentials(credentials);
         self
     }
 
@@ -241,7 +241,7 @@ impl Builder {
     /// else the configuration's (none). A mode that does not fit the credentials makes `open`
     /// fail with [`Error::Security`].
     pub fn security(mut self, mode: SecurityMode) -> Self {
-        self.security.mode = Some(mode);
+        self.security.mode(mode);
         self
     }
 
@@ -323,12 +323,11 @@ impl Builder {
         let security = self.security;
         let applied = if security.needs_derivation() {
             // PBKDF2 takes a fraction of a second on purpose: not on an async thread.
-            let m = mesh.clone();
-            tokio::task::spawn_blocking(move || security.apply(&m, config)).await.map_err(|_| Error::Closed)?
+            tokio::task::spawn_blocking(move || security.apply(config, os_key_seed)).await.map_err(|_| Error::Closed)?
         } else {
-            security.apply(&mesh, config)
+            security.apply(config, os_key_seed)
         };
-        let mut config = applied.map_err(|ApplyError::NoRandomness| Error::NoRandomness)?;
+        let mut config = applied.map_err(|_| Error::NoRandomness)?;
         config.validate().map_err(Error::from_config)?;
         let (resolver, auto) = match self.resolver {
             Some(r) => (Some(r), None),

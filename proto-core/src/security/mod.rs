@@ -3,6 +3,8 @@
 //!
 //! - `settings`: what a node is configured with ([`Security`], [`SecurityMode`],
 //!   [`Credentials`]).
+//! - `options`: the choices an adapter's builder gathers ([`SecurityOptions`]) and the rules
+//!   that apply them to a [`Config`](crate::Config).
 //! - `password`: the mesh key (PBKDF2 of the password, salted with the mesh ID) and the
 //!   per-link proofs, bound to the TLS session and to the prover's role.
 //! - `identity`, `verify`, `signing`: key pairs and certificates, the checks a peer's
@@ -11,12 +13,14 @@
 //!   node-wide machinery they share.
 
 mod context;
+mod options;
 mod password;
 mod session;
 mod settings;
 mod tls;
 
 pub use context::SecurityContext;
+pub use options::{NoRandomness, SecurityOptions};
 pub use password::{MeshKey, ProofRole, Secret, DEFAULT_PBKDF2_ITERATIONS, PROOF_LEN};
 pub use session::{CredentialWindow, KnownSigner, LinkSecurity, CREDENTIAL_WINDOW};
 pub use settings::{CertificateCredentials, Credentials, Security, SecurityConfigError, SecurityMode, SecuritySetting};
