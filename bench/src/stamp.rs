@@ -1,0 +1,47 @@
+//! The payload header both harnesses stamp and read (send time and sequence number), and the
+//! quantile they report. Shared by file with `bench/peers` (a workspace of its own), which
+//! includes it with `#[path]`.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Bytes of the header at the start of every payload: send time (ns, u64 LE), sequence (u64 LE).
+pub const HEADER: usize = 16;
+
+/// Start of the process's clock for the timestamps carried in payloads.
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Nanoseconds of `at` on the payload clock.
+pub fn stamp(at: Instant) -> u64 {
+    at.saturating_duration_since(base()).as_nanos() as u64
+}
+
+/// A payload of `size` bytes carrying `seq` and the send time `sent`.
+pub fn payload(size: usize, seq: u64, sent: Instant) -> Bytes {
+    let mut b = BytesMut::with_capacity(size);
+    b.put_u64_le(stamp(sent));
+    b.put_u64_le(seq);
+    b.resize(size, 0);
+    b.freeze()
+}
+
+/// The send time and sequence number a payload carries.
+pub fn header(p: &[u8]) -> Option<(u64, u64)> {
+    let sent = u64::from_le_bytes(p.get(0..8)?.try_into().ok()?);
+    let seq = u64::from_le_bytes(p.get(8..16)?.try_into().ok()?);
+    Some((sent, seq))
+}
+
+/// The `q` quantile (0..=1) of sorted values, in microseconds.
+pub fn quantile_us(sorted: &[u64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[i] as f64 / 1e3)
+}
