@@ -63,6 +63,12 @@ pub struct Config {
     /// Accepted links still in their handshake from one IP address, at most, so one host
     /// flooding connections cannot take every handshake slot. Default 8.
     pub max_handshakes_per_ip: usize,
+    /// Neighbors at most from one public network (IPv4 /24, IPv6 /48), so that one host or one
+    /// network with many node IDs cannot hold every neighbor slot and eclipse the node from the
+    /// mesh. Beyond it a new neighbor is refused with `TooManyFromAddress`. Addresses that are
+    /// not publicly routed (loopback, private, link-local) are not limited: a LAN mesh shares
+    /// one prefix. `None` sets no limit. Default 2.
+    pub max_neighbors_per_prefix: Option<usize>,
     /// Floods accepted per second from one neighbor (a token bucket holding one second's worth).
     /// Floods beyond it are dropped and counted (`Stats::floods_rate_limited`), not forwarded,
     /// so one neighbor's message storm cannot be amplified through the mesh. `None` (the
@@ -152,6 +158,7 @@ impl Config {
             resolve_timeout: Duration::from_secs(10),
             max_inbound_handshakes: 16,
             max_handshakes_per_ip: 8,
+            max_neighbors_per_prefix: Some(2),
             max_floods_per_neighbor_per_sec: None,
             connect_timeout: Duration::from_secs(10),
             maintainer_interval: Duration::from_secs(10),
@@ -209,7 +216,10 @@ impl Config {
         if self.idle_timeout <= self.keepalive_interval {
             return Err(ConfigError::IdleNotAboveKeepalive);
         }
-        if self.max_handshakes_per_ip == 0 || self.max_floods_per_neighbor_per_sec == Some(0) {
+        if self.max_handshakes_per_ip == 0
+            || self.max_floods_per_neighbor_per_sec == Some(0)
+            || self.max_neighbors_per_prefix == Some(0)
+        {
             return Err(ConfigError::ZeroLimit);
         }
         if self.listen_addrs.len() > crate::wire::MAX_ADDRESSES {

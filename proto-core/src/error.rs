@@ -42,7 +42,7 @@ pub enum ConfigError {
     /// A timing that must be positive is zero.
     ZeroDuration,
     /// A limit that must be positive is zero (`max_handshakes_per_ip`,
-    /// `max_floods_per_neighbor_per_sec`).
+    /// `max_neighbors_per_prefix`, `max_floods_per_neighbor_per_sec`).
     ZeroLimit,
     /// The security settings cannot work (the inner error says why).
     Security(SecurityConfigError),
@@ -74,7 +74,10 @@ impl fmt::Display for ConfigError {
             ConfigError::TooManyListenAddrs(n) => write!(f, "{n} listen addresses; a node announces at most 8"),
             ConfigError::ZeroDuration => write!(f, "timeouts and intervals must be non-zero"),
             ConfigError::ZeroLimit => {
-                write!(f, "max_handshakes_per_ip and max_floods_per_neighbor_per_sec must be at least 1")
+                write!(
+                    f,
+                    "max_handshakes_per_ip, max_neighbors_per_prefix and max_floods_per_neighbor_per_sec must be at least 1"
+                )
             }
             ConfigError::Security(e) => write!(f, "security: {e}"),
             ConfigError::NodeIdNotFromKey => {

@@ -1024,6 +1024,9 @@ impl Node {
             .find(|l| l.id != id && !l.is_closing() && l.peer == Some(peer) && l.state != LinkState::Dialing)
             .map(|l| ExistingLink { link: l.id, initiated_locally: l.role == Role::Initiator });
         let connected = self.neighbor_count();
+        if self.prefix_full(id, peer) {
+            return self.end_link(now, id, CloseReason::TooManyFromAddress, Ending::Local);
+        }
         self.learn_referrals(id, &referrals);
         if let Some(link) = self.links.get_mut(&id) {
             link.peer = Some(peer);
@@ -1036,6 +1039,21 @@ impl Node {
             }
             Admission::Accept => self.neighbor_up(now, id),
         }
+    }
+
+    /// Whether the neighbors from the public network of link `id` already fill
+    /// `max_neighbors_per_prefix` (a link to the same peer does not count: the duplicate rule
+    /// decides between the two).
+    fn prefix_full(&self, id: LinkId, peer: NodeId) -> bool {
+        let (Some(max), Some(link)) = (self.cfg.max_neighbors_per_prefix, self.links.get(&id)) else { return false };
+        let Some(prefix) = mesh::neighbor_prefix(link.addr.ip()) else { return false };
+        let same = self
+            .neighbors
+            .iter()
+            .filter_map(|n| self.links.get(n))
+            .filter(|l| l.id != id && l.peer != Some(peer) && mesh::neighbor_prefix(l.addr.ip()) == Some(prefix))
+            .count();
+        same >= max
     }
 
     fn neighbor_up(&mut self, now: Instant, id: LinkId) {

@@ -44,11 +44,14 @@ pub enum CloseReason {
     SecurityMismatch = 17,
     /// The peer sent a signed flood whose signature did not verify.
     InvalidSignature = 18,
+    /// The node already has its maximum number of neighbors from the peer's network
+    /// (`Config::max_neighbors_per_prefix`).
+    TooManyFromAddress = 19,
 }
 
 impl CloseReason {
     /// Every reason, in code order.
-    pub const ALL: [CloseReason; 18] = [
+    pub const ALL: [CloseReason; 19] = [
         CloseReason::InvalidNeighbor,
         CloseReason::LeavingMesh,
         CloseReason::NotUsefulNeighbor,
@@ -67,6 +70,7 @@ impl CloseReason {
         CloseReason::Incompatible,
         CloseReason::SecurityMismatch,
         CloseReason::InvalidSignature,
+        CloseReason::TooManyFromAddress,
     ];
 
     /// The wire code.
@@ -115,6 +119,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Incompatible => "incompatible protocol version",
             CloseReason::SecurityMismatch => "peer uses another security mode or credential kind",
             CloseReason::InvalidSignature => "peer sent a flood with an invalid signature",
+            CloseReason::TooManyFromAddress => "too many neighbors from the peer's network",
         };
         f.write_str(s)
     }
@@ -131,7 +136,7 @@ mod tests {
             assert_eq!(CloseReason::ALL[r.index()], r);
         }
         assert_eq!(CloseReason::from_code(0), None);
-        assert_eq!(CloseReason::from_code(19), None);
+        assert_eq!(CloseReason::from_code(20), None);
         assert_eq!(CloseReason::NodeBusy.code(), 6);
         assert_eq!(CloseReason::NodeTooSlow.code(), 12);
     }

@@ -585,3 +585,28 @@ fn closed_links_whose_farewell_is_never_pulled_do_not_pile_up() {
     assert_eq!(f.node.stats().farewells_dropped, 100 - f.node.config().max_closing_links as u64);
     f.healthy_still_works(255);
 }
+
+#[test]
+fn one_public_network_cannot_hold_every_neighbor_slot() {
+    let mut f = Fixture::new();
+    let join = |f: &mut Fixture, remote: &str, node: u64| {
+        let link = f.node.accept(f.now, remote.parse().unwrap()).unwrap();
+        f.feed(link, cat(&[hello("soccerpals"), connect(node)]));
+        link
+    };
+    // Two neighbors from 203.0.113.0/24 (the default limit), then a third is refused.
+    let a = join(&mut f, "203.0.113.1:5000", 0x8001);
+    let b = join(&mut f, "203.0.113.2:5000", 0x8002);
+    let c = join(&mut f, "203.0.113.3:5000", 0x8003);
+    let neighbors: Vec<LinkId> = f.node.neighbors().iter().map(|n| n.link).collect();
+    assert!(neighbors.contains(&a) && neighbors.contains(&b));
+    assert_eq!(f.closed_reason(c), Some(CloseReason::TooManyFromAddress));
+    assert_eq!(f.node.stats().handshakes_failed_for(CloseReason::TooManyFromAddress), 1);
+    // Another network still gets in, and private addresses (a LAN, the healthy neighbor) are
+    // not limited.
+    let d = join(&mut f, "198.51.100.1:5000", 0x8004);
+    let e = join(&mut f, "10.9.0.77:5000", 0x8005);
+    let neighbors: Vec<LinkId> = f.node.neighbors().iter().map(|n| n.link).collect();
+    assert!(neighbors.contains(&d) && neighbors.contains(&e));
+    f.healthy_still_works(99);
+}

@@ -4,10 +4,12 @@
 
 mod admission;
 mod maintainer;
+mod prefix;
 mod referrals;
 mod utility;
 
 pub use admission::{admit, keep_on_duplicate, Admission, DuplicateChoice, ExistingLink};
 pub use maintainer::{least_useful, Maintainer, Plan, ResolvePurpose};
+pub use prefix::neighbor_prefix;
 pub use referrals::{choose_referrals, is_dialable, ReferralCache};
 pub use utility::{ImplausibleReport, LinkUtility, UTILITY_WINDOW};

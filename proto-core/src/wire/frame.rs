@@ -127,6 +127,7 @@ impl Refuse {
                 | CloseReason::WrongMesh
                 | CloseReason::Incompatible
                 | CloseReason::SecurityMismatch
+                | CloseReason::TooManyFromAddress
         )
     }
 }
