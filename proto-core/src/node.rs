@@ -16,7 +16,7 @@ use crate::link::{Link, LinkMap, LinkState, Role};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
 use crate::reason::CloseReason;
 use crate::rng::Rng;
-use crate::security::{AuthFailure, ProofRole, SecurityContext, SecurityMode, TlsFailure, TlsSession};
+use crate::security::{AuthFailure, ProofOutcome, SecurityContext, SecurityMode, TlsFailure, TlsSession};
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
@@ -859,17 +859,12 @@ impl Node {
         let Some(sec) = &self.sec else { return };
         let Some(link) = self.links.get_mut(&id) else { return };
         let Some(ls) = link.security.as_mut() else { return };
-        let Some(tls) = ls.tls.as_ref() else { return };
         match &sec.mesh_key {
             None => ls.peer_authenticated = true,
-            Some(key) if link.role == Role::Initiator => {
-                let Some(binding) = tls.session_binding() else {
-                    return self.auth_failed(now, id, AuthFailure::Tls("no exporter".into()));
-                };
-                let proof = key.prove(ProofRole::Initiator, &binding);
-                ls.proof_sent = true;
-                self.queue_control(id, &Frame::Proof(proof));
-            }
+            Some(key) if link.role == Role::Initiator => match ls.initiator_proof(key) {
+                Some(proof) => self.queue_control(id, &Frame::Proof(proof)),
+                None => return self.auth_failed(now, id, AuthFailure::Tls("no exporter".into())),
+            },
             Some(_) => {}
         }
         if self.links.get(&id).is_some_and(|l| l.role == Role::Initiator) {
@@ -893,27 +888,16 @@ impl Node {
     /// The responder proves itself only after the initiator's proof checked out.
     fn on_proof(&mut self, now: Instant, id: LinkId, proof: [u8; 32]) {
         let (Some(sec), Some(link)) = (&self.sec, self.links.get_mut(&id)) else { return };
-        let role = link.role;
-        let (Some(key), Some(ls)) = (&sec.mesh_key, link.security.as_mut()) else {
-            return self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+        let initiator = link.role == Role::Initiator;
+        let outcome = match (&sec.mesh_key, link.security.as_mut()) {
+            (Some(key), Some(ls)) => ls.on_proof(key, initiator, &proof),
+            _ => ProofOutcome::OutOfTurn,
         };
-        let binding = ls.tls.as_ref().filter(|t| t.is_established()).and_then(|t| t.session_binding());
-        let expected_turn = match role {
-            Role::Responder => !ls.proof_sent,
-            Role::Initiator => ls.proof_sent,
-        };
-        let (Some(binding), true, false) = (binding, expected_turn, ls.peer_authenticated) else {
-            return self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
-        };
-        let peer_role = if role == Role::Responder { ProofRole::Initiator } else { ProofRole::Responder };
-        if !key.verify(peer_role, &binding, &proof) {
-            return self.auth_failed(now, id, AuthFailure::WrongPassword);
-        }
-        ls.peer_authenticated = true;
-        if role == Role::Responder {
-            let mine = key.prove(ProofRole::Responder, &binding);
-            ls.proof_sent = true;
-            self.queue_control(id, &Frame::Proof(mine));
+        match outcome {
+            ProofOutcome::Accepted(Some(mine)) => self.queue_control(id, &Frame::Proof(mine)),
+            ProofOutcome::Accepted(None) => {}
+            ProofOutcome::Wrong => self.auth_failed(now, id, AuthFailure::WrongPassword),
+            ProofOutcome::OutOfTurn => self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local),
         }
     }
 

@@ -22,7 +22,7 @@ mod tls;
 pub use context::SecurityContext;
 pub use options::{NoRandomness, SecurityOptions};
 pub use password::{MeshKey, ProofRole, Secret, DEFAULT_PBKDF2_ITERATIONS, PROOF_LEN};
-pub use session::{CredentialWindow, KnownSigner, LinkSecurity, CREDENTIAL_WINDOW};
+pub use session::{CredentialWindow, KnownSigner, LinkSecurity, ProofOutcome, CREDENTIAL_WINDOW};
 pub use settings::{CertificateCredentials, Credentials, Security, SecurityConfigError, SecurityMode, SecuritySetting};
 pub use tls::{TlsConfigs, TlsFailure, TlsSession, WallClock};
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::password::{MeshKey, ProofRole, PROOF_LEN};
 use super::signing::VerifiedSigner;
 use super::tls::TlsSession;
 use crate::id::NodeId;
@@ -79,4 +80,47 @@ pub struct LinkSecurity {
     pub creds_received: CredentialWindow,
     /// Ciphertext made but not yet pulled (a pull may take less than one batch makes).
     pub pending: Bytes,
+}
+
+/// What a received password proof means for the link.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProofOutcome {
+    /// The peer is authenticated; the responder answers with its own proof (`Some`).
+    Accepted(Option<[u8; PROOF_LEN]>),
+    /// The proof does not check out: the peer does not know the password (or replayed a proof
+    /// made for another session or role).
+    Wrong,
+    /// A proof out of turn: before TLS completed, a second one, or the responder's before the
+    /// initiator proved.
+    OutOfTurn,
+}
+
+impl LinkSecurity {
+    /// The initiator's proof, once TLS completed (the initiator proves first).
+    pub fn initiator_proof(&mut self, key: &MeshKey) -> Option<[u8; PROOF_LEN]> {
+        let binding = self.tls.as_ref().filter(|t| t.is_established())?.session_binding()?;
+        self.proof_sent = true;
+        Some(key.prove(ProofRole::Initiator, &binding))
+    }
+
+    /// Checks the peer's proof against this link's TLS session and the peer's role. The
+    /// responder proves itself only after the initiator's proof checked out.
+    pub fn on_proof(&mut self, key: &MeshKey, initiator: bool, proof: &[u8; PROOF_LEN]) -> ProofOutcome {
+        let binding = self.tls.as_ref().filter(|t| t.is_established()).and_then(|t| t.session_binding());
+        // The responder hears first (before proving); the initiator after its own proof.
+        let my_turn_done = self.proof_sent == initiator;
+        let (Some(binding), true, false) = (binding, my_turn_done, self.peer_authenticated) else {
+            return ProofOutcome::OutOfTurn;
+        };
+        let peer_role = if initiator { ProofRole::Responder } else { ProofRole::Initiator };
+        if !key.verify(peer_role, &binding, proof) {
+            return ProofOutcome::Wrong;
+        }
+        self.peer_authenticated = true;
+        if initiator {
+            return ProofOutcome::Accepted(None);
+        }
+        self.proof_sent = true;
+        ProofOutcome::Accepted(Some(key.prove(ProofRole::Responder, &binding)))
+    }
 }
