@@ -1,7 +1,8 @@
 //! The simulated resolver's registry of mesh members.
 //!
-//! The core's resolver registry (issue "resolver") does not exist yet, so the simulator keeps
-//! this stand-in with the behaviour a resolver service would have: members register when they
+//! The simulator keeps this stand-in rather than the core's `resolver::registry::Registry`
+//! (written before that existed; moving to it is still open): it has the behaviour a resolver
+//! service has: members register when they
 //! open, a graceful leave unregisters, and a crashed member's entry stays until its lifetime
 //! runs out (the service cannot know it died). Resolve returns distinct random entries.
 
