@@ -124,3 +124,37 @@ impl LinkSecurity {
         ProofOutcome::Accepted(Some(key.prove(ProofRole::Responder, &binding)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uri::MeshId;
+
+    #[test]
+    fn a_proof_before_tls_completes_is_out_of_turn_and_authenticates_nobody() {
+        let key = MeshKey::derive(
+            &super::super::Secret::new("pw"),
+            &MeshId::new("m").unwrap(),
+            core::num::NonZeroU32::new(1).unwrap(),
+        );
+        let mut ls = LinkSecurity::default();
+        for initiator in [false, true] {
+            assert_eq!(ls.on_proof(&key, initiator, &[0; PROOF_LEN]), ProofOutcome::OutOfTurn);
+        }
+        assert!(!ls.peer_authenticated);
+        assert_eq!(ls.initiator_proof(&key), None, "no proof without a TLS session to bind it to");
+    }
+
+    #[test]
+    fn both_ends_forget_the_same_oldest_origin() {
+        let (mut sent, mut received) = (CredentialWindow::default(), CredentialWindow::default());
+        for i in 1..=(CREDENTIAL_WINDOW as u64 + 1) {
+            let origin = NodeId::new(i).unwrap();
+            sent.push(origin, None);
+            received.push(origin, None);
+        }
+        let first = NodeId::new(1).unwrap();
+        assert!(!sent.contains(first) && !received.contains(first));
+        assert_eq!((sent.len(), received.len()), (CREDENTIAL_WINDOW, CREDENTIAL_WINDOW));
+    }
+}
