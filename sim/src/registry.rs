@@ -1,107 +1,98 @@
-//! The simulated resolver's registry of mesh members.
+//! The simulated resolver: the core's resolver registry (`peerchannel_core::resolver::registry`,
+//! the one the resolver service runs), wrapped with what the simulator knows and a service
+//! would not.
 //!
-//! The simulator keeps this stand-in rather than the core's `resolver::registry::Registry`
-//! (written before that existed; moving to it is still open): it has the behaviour a resolver
-//! service has: members register when they
-//! open, a graceful leave unregisters, and a crashed member's entry stays until its lifetime
-//! runs out (the service cannot know it died). Resolve returns distinct random entries.
+//! Members register when they open and unregister on a graceful leave. A crashed member's
+//! record stays until its registration lifetime runs out after the crash, as it would at a
+//! service that cannot know the member died; live members are treated as refreshing in time
+//! (the registry's own lifetime is longer than any run).
 
-use peerchannel_core::Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
 
-/// Marks "no position".
-const NONE: u32 = u32::MAX;
+use peerchannel_core::resolver::registry::{Registry as CoreRegistry, RegistryConfig};
+use peerchannel_core::resolver::{ClientId, RegistrationId};
+use peerchannel_core::{Instant, MeshId};
 
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    node: u32,
-    host: u32,
-    /// Entries of live members never expire; a crash sets this.
-    expires: u64,
+use crate::network::{host_addr, host_of};
+
+/// Registered members of the simulated mesh.
+#[derive(Debug)]
+pub struct Registry {
+    core: CoreRegistry,
+    mesh: MeshId,
+    /// Each registered node's registration.
+    ids: BTreeMap<u32, RegistrationId>,
+    /// Crashed members' records and when their lifetime ends.
+    lingering: BinaryHeap<Reverse<(u64, u32)>>,
 }
 
-/// Registered members, sampled uniformly at random in O(k) per request.
-#[derive(Debug, Default)]
-pub struct Registry {
-    entries: Vec<Entry>,
-    /// Position of each node's entry in `entries`, `NONE` when not registered.
-    pos: Vec<u32>,
+/// The client ID a node registers with (one per node index, so a restart is a new client).
+fn client(node: u32) -> ClientId {
+    let mut c = [0u8; 16];
+    c[..4].copy_from_slice(&node.to_be_bytes());
+    ClientId(c)
 }
 
 impl Registry {
-    /// Registers `node` on `host`.
-    pub fn register(&mut self, node: u32, host: u32) {
-        let n = node as usize;
-        if self.pos.len() <= n {
-            self.pos.resize(n + 1, NONE);
-        }
-        if self.pos[n] != NONE {
-            return;
-        }
-        self.pos[n] = self.entries.len() as u32;
-        self.entries.push(Entry { node, host, expires: u64::MAX });
+    /// An empty registry for `mesh`; `secret` keys its registration IDs (fixed from the seed).
+    pub fn new(mesh: MeshId, secret: [u8; 32]) -> Self {
+        let cfg = RegistryConfig {
+            // Records of live members must outlast any run (they would be refreshed).
+            lifetime: Duration::from_secs(365 * 24 * 3600),
+            max_records_per_mesh: usize::MAX,
+            ..RegistryConfig::default()
+        };
+        Registry { core: CoreRegistry::new(cfg, secret), mesh, ids: BTreeMap::new(), lingering: BinaryHeap::new() }
     }
 
-    /// Removes `node`'s entry (graceful leave).
-    pub fn unregister(&mut self, node: u32) {
-        let Some(&p) = self.pos.get(node as usize) else { return };
-        if p == NONE {
+    /// Registers `node` listening on `host`.
+    pub fn register(&mut self, now: u64, node: u32, host: u32) {
+        if self.ids.contains_key(&node) {
             return;
         }
-        self.remove_at(p as usize);
+        let addr = host_addr(host);
+        if let Ok(g) = self.core.register(Instant::from_nanos(now), addr.ip(), client(node), &self.mesh, &[addr]) {
+            self.ids.insert(node, g.id);
+        }
     }
 
-    /// `node` crashed: its entry lingers until `at`.
+    /// Removes `node`'s record (graceful leave, or its lifetime ended after a crash).
+    pub fn unregister(&mut self, now: u64, node: u32) {
+        if let Some(id) = self.ids.remove(&node) {
+            let _ = self.core.unregister(Instant::from_nanos(now), client(node), &self.mesh, id);
+        }
+    }
+
+    /// `node` crashed: its record lingers until `at`.
     pub fn expire_at(&mut self, node: u32, at: u64) {
-        if let Some(&p) = self.pos.get(node as usize) {
-            if let Some(e) = self.entries.get_mut(p as usize) {
-                e.expires = at;
+        self.lingering.push(Reverse((at, node)));
+    }
+
+    /// Up to `k` distinct hosts of registered members other than `asker` (the registry's own
+    /// random choice), after dropping crashed members whose lifetime ended.
+    pub fn sample(&mut self, now: u64, asker: u32, k: usize, out: &mut Vec<u32>) {
+        while let Some(&Reverse((at, node))) = self.lingering.peek() {
+            if at > now {
+                break;
             }
+            self.lingering.pop();
+            self.unregister(now, node);
         }
-    }
-
-    fn remove_at(&mut self, p: usize) {
-        let gone = self.entries.swap_remove(p);
-        self.pos[gone.node as usize] = NONE;
-        if let Some(moved) = self.entries.get(p) {
-            self.pos[moved.node as usize] = p as u32;
-        }
-    }
-
-    fn swap(&mut self, a: usize, b: usize) {
-        self.entries.swap(a, b);
-        self.pos[self.entries[a].node as usize] = a as u32;
-        self.pos[self.entries[b].node as usize] = b as u32;
-    }
-
-    /// Up to `k` distinct random hosts of registered members other than `asker`, dropping
-    /// expired entries met on the way.
-    pub fn sample(&mut self, now: u64, asker: u32, k: usize, rng: &mut Rng, out: &mut Vec<u32>) {
         out.clear();
-        // Partial Fisher-Yates over the entries: positions [0, i) hold the chosen ones.
-        let mut i = 0;
-        while out.len() < k && i < self.entries.len() {
-            let j = i + rng.below(self.entries.len() - i);
-            let e = self.entries[j];
-            if e.expires <= now {
-                self.remove_at(j);
-                continue;
-            }
-            self.swap(i, j);
-            i += 1;
-            if e.node != asker {
-                out.push(e.host);
-            }
-        }
+        let found = self.core.resolve(Instant::from_nanos(now), client(asker), &self.mesh, k);
+        out.extend(found.iter().filter_map(|addrs| host_of(*addrs.first()?)));
     }
 
-    /// Entries held (expired ones not yet met included).
+    /// Records held (live members and crashed ones still lingering).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.core.len()
     }
 
-    /// No entries.
+    /// No records.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.core.is_empty()
     }
 }
 
@@ -109,18 +100,21 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn registry() -> Registry {
+        Registry::new(MeshId::new("sim").unwrap(), [7; 32])
+    }
+
     #[test]
     fn samples_distinct_live_members_except_the_asker() {
-        let mut r = Registry::default();
+        let mut r = registry();
         for n in 0..10 {
-            r.register(n, 100 + n);
+            r.register(0, n, 100 + n);
         }
-        r.unregister(3);
+        r.unregister(0, 3);
         r.expire_at(4, 50);
-        let mut rng = Rng::from_seed(1);
         let mut out = Vec::new();
         for _ in 0..200 {
-            r.sample(60, 0, 5, &mut rng, &mut out);
+            r.sample(60, 0, 5, &mut out);
             assert_eq!(out.len(), 5);
             let mut sorted = out.clone();
             sorted.sort();
@@ -130,25 +124,24 @@ mod tests {
             assert!(!out.contains(&103), "an unregistered member");
             assert!(!out.contains(&104), "an expired member");
         }
-        assert_eq!(r.len(), 8, "the expired entry was dropped when met");
+        assert_eq!(r.len(), 8, "the expired record was dropped");
     }
 
     #[test]
     fn a_crashed_member_is_returned_until_it_expires() {
-        let mut r = Registry::default();
-        r.register(0, 10);
-        r.register(1, 11);
+        let mut r = registry();
+        r.register(0, 0, 10);
+        r.register(0, 1, 11);
         r.expire_at(1, 100);
-        let mut rng = Rng::from_seed(2);
         let mut out = Vec::new();
-        r.sample(99, 0, 3, &mut rng, &mut out);
+        r.sample(99, 0, 3, &mut out);
         assert_eq!(out, vec![11]);
-        r.sample(100, 0, 3, &mut rng, &mut out);
+        r.sample(100, 0, 3, &mut out);
         assert!(out.is_empty());
-        // Re-registering after removal works, and positions stay consistent.
-        r.register(1, 12);
-        r.unregister(0);
-        r.sample(100, 5, 3, &mut rng, &mut out);
-        assert_eq!(out, vec![12]);
+        // A restart is a new node index on the same host: registered again.
+        r.register(100, 2, 11);
+        r.unregister(100, 0);
+        r.sample(100, 5, 3, &mut out);
+        assert_eq!(out, vec![11]);
     }
 }

@@ -297,8 +297,8 @@ impl LatencyModel {
     }
 }
 
-/// The simulated resolver. The simulator keeps its own registry (written before the core's
-/// `resolver::registry::Registry` existed; moving to it is still open): a node registers when it opens and unregisters when it leaves gracefully; a
+/// The simulated resolver, backed by the core's resolver registry (the one the resolver
+/// service runs): a node registers when it opens and unregisters when it leaves gracefully; a
 /// crashed node's entry stays until its registration lifetime runs out, as it would with a
 /// real resolver service (it cannot know the node died).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

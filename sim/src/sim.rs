@@ -160,8 +160,6 @@ pub struct Simulation {
     net: Network,
     /// Scenario choices: churn victims, publishers, partition sides, node seeds.
     rng: Rng,
-    /// Resolver answers (a separate stream so resolver traffic does not shift scenario choices).
-    resolver_rng: Rng,
     rec: Recorder,
     traffic: Traffic,
     samples: Vec<Sample>,
@@ -195,6 +193,13 @@ fn derive_seed(seed: u64, i: u64) -> u64 {
 
 fn unit(rng: &mut Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The key of the simulated registry's IDs, fixed by the seed (a service draws it from the OS).
+fn registry_secret(seed: u64) -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&derive_seed(seed, u64::MAX - 1).to_le_bytes());
+    secret
 }
 
 impl Simulation {
@@ -236,10 +241,9 @@ impl Simulation {
             conns: Vec::new(),
             stalled: BTreeMap::new(),
             live: Vec::with_capacity(sc.nodes),
-            registry: Registry::default(),
+            registry: Registry::new(mesh.clone(), registry_secret(sc.seed)),
             net: Network::new(&sc.network, sc.seed),
             rng: Rng::from_seed(derive_seed(sc.seed, u64::MAX)),
-            resolver_rng: Rng::from_seed(derive_seed(sc.seed, u64::MAX - 1)),
             rec: Recorder::default(),
             traffic: Traffic::default(),
             samples: Vec::new(),
@@ -384,7 +388,7 @@ impl Simulation {
                     return;
                 }
                 let mut hosts = std::mem::take(&mut self.resolve_buf);
-                self.registry.sample(at, node, max as usize, &mut self.resolver_rng, &mut hosts);
+                self.registry.sample(at, node, max as usize, &mut hosts);
                 let addrs = hosts.iter().map(|h| host_addr(*h)).collect();
                 self.resolve_buf = hosts;
                 if let Some(core) = self.nodes[node as usize].node.as_mut() {
@@ -876,7 +880,7 @@ impl Simulation {
         });
         self.live.push(idx);
         self.hosts[h as usize] = Host { node: idx, silent: false, side: self.hosts[h as usize].side };
-        self.registry.register(idx, h);
+        self.registry.register(self.now, idx, h);
         self.drain(idx);
         Some(idx)
     }
@@ -939,7 +943,7 @@ impl Simulation {
         core.handle_input(Instant::from_nanos(self.now), Input::Close);
         // Disconnect(LeavingMesh) to every neighbor, then end of stream.
         self.drain(node);
-        self.registry.unregister(node);
+        self.registry.unregister(self.now, node);
         if self.bury(node).is_none() {
             return;
         }

@@ -100,8 +100,10 @@ fn links_keep_byte_order_under_jitter_and_loss() {
     // Every first copy is one delivery: nothing delivered twice, nothing corrupted.
     let delivered: usize = r.messages.iter().map(|m| m.delivered).sum();
     assert_eq!(delivered, r.messages.len() * 29);
-    // Loss shows up as delay: some deliveries wait for a retransmission (200 ms).
-    assert!(r.delivery.latency.max_ms > 200.0);
+    // Loss is delay, not lost bytes (checked above: nothing corrupted, nothing missing). How
+    // much delay reaches a delivery depends on the mesh: a copy held up by a retransmission is
+    // usually overtaken by one on another path, so the delay itself is checked on one link, in
+    // `network.rs::loss_adds_a_retransmission_delay`.
 }
 
 /// A 1 Mbit/s uplink needs 131 ms per copy of a 16 KiB flood; copies to several neighbors
