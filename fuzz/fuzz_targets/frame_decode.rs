@@ -8,8 +8,9 @@
 //!   frames with `encode_control`, floods with `encode_flood`): one encoding per frame, so no
 //!   two byte strings mean the same thing to different nodes;
 //! - decoding the re-encoded bytes gives the same frame;
-//! - a flood's path and payload are slices of the received buffer (zero copy), and a control
-//!   frame never exceeds `MAX_CONTROL_FRAME` (Digest and Want: `MAX_ID_LIST_FRAME`).
+//! - a flood's path, signature and payload are slices of the received buffer (zero copy), and
+//!   a control frame never exceeds `MAX_CONTROL_FRAME` (Digest and Want: `MAX_ID_LIST_FRAME`;
+//!   Credential: `MAX_CREDENTIAL_FRAME`).
 //!
 //! Checked for the splitter: it never hands out more than `max_frame` bytes, never consumes
 //! bytes on `Ok(None)` or on an error, and a stream it waits on is a strict prefix of a frame.
@@ -19,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use peerchannel_core::wire::{
     decode_frame, encode_control, encode_flood, max_frame_len, split_frame, Frame, LEN_PREFIX, MAX_CONTROL_FRAME,
-    MAX_ID_LIST, MAX_ID_LIST_FRAME,
+    MAX_CREDENTIAL_FRAME, MAX_ID_LIST, MAX_ID_LIST_FRAME, MAX_SIGNATURE,
 };
 
 /// Frame limits a node may run with: the control limit, the minimum and default message sizes,
@@ -63,8 +64,14 @@ fuzz_target!(|data: &[u8]| {
                                 || (b.as_ptr() as usize >= base
                                     && b.as_ptr() as usize + b.len() <= base + received.len())
                         };
-                        assert!(inside(&f.path) && inside(&f.payload), "flood fields copied out of the buffer");
+                        let sig_inside = f.signature.as_ref().is_none_or(inside);
+                        assert!(inside(&f.path) && inside(&f.payload) && sig_inside, "flood fields copied out");
+                        assert!(f.signature.as_ref().is_none_or(|s| !s.is_empty() && s.len() <= MAX_SIGNATURE));
                         encode_flood(f, &mut out);
+                    }
+                    Frame::Credential(_) => {
+                        assert!(frame.len() <= MAX_CREDENTIAL_FRAME, "credential frame of {} bytes", frame.len());
+                        encode_control(&decoded, &mut out);
                     }
                     Frame::Digest(ids) | Frame::Want(ids) => {
                         assert!(ids.len() <= MAX_ID_LIST && frame.len() <= MAX_ID_LIST_FRAME, "ID list too long");
