@@ -34,7 +34,9 @@ pub struct SecurityContext {
     pub tls: Option<TlsConfigs>,
     /// The wall-clock time certificates are checked against.
     pub clock: WallClock,
-    known: std::collections::HashMap<NodeId, Arc<KnownSigner>>,
+    /// Ordered, not hashed: std's hasher seeds itself from the OS, which the core never reads,
+    /// and a fixed hasher over peer-chosen IDs could be flooded into collisions.
+    known: std::collections::BTreeMap<NodeId, Arc<KnownSigner>>,
     known_order: VecDeque<NodeId>,
 }
 
@@ -76,7 +78,7 @@ impl SecurityContext {
             identity,
             tls,
             clock,
-            known: std::collections::HashMap::new(),
+            known: std::collections::BTreeMap::new(),
             known_order: VecDeque::new(),
         })
     }
