@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use crate::config::Config;
 use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
-use crate::flood::{forward_hops, RecentStore, SeenCache};
+use crate::flood::{forward_hops, RecentStore, SeenCache, StoredHead};
 use crate::id::{LinkId, MessageId, NodeId};
 use crate::link::{Link, LinkMap, LinkState, Role};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
@@ -266,7 +266,7 @@ impl Node {
         let signer = signer.map(|_| self.id);
         let header = self.scratch.split().freeze();
         if let Some(store) = &mut self.recent {
-            store.record(now, id, header.clone(), payload.clone(), self.stats.bytes_received);
+            store.record(now, id, StoredHead::Encoded(header.clone()), payload.clone(), self.stats.bytes_received);
         }
         self.queue_to_all(now, None, header, payload, signer);
         self.stats.floods_sent += 1;
@@ -772,6 +772,16 @@ impl Node {
             link.assembler.push(plain);
         } else {
             link.assembler.push(data);
+        }
+        // A busy link delivers many floods per read. Touching their seen-cache slots first
+        // lets the cache misses overlap, instead of each flood stalling on its own in turn.
+        if let Some(link) = self.links.get(&id).filter(|l| l.is_connected()) {
+            let seen = &self.seen;
+            link.assembler.peek_whole_frames(|frame| {
+                if let Some(message) = wire::peek_flood_id(frame) {
+                    seen.warm(&message);
+                }
+            });
         }
         loop {
             let Some(link) = self.links.get_mut(&id) else { return };
@@ -1491,7 +1501,8 @@ impl Node {
                 // The received frame from its hop limit on, unchanged and uncopied.
                 let rest = raw.slice(2..);
                 if let Some(store) = &mut self.recent {
-                    store.record(now, f.id, head.clone(), rest.clone(), self.stats.bytes_received);
+                    let stored = StoredHead::Forward { frame_len: raw.len(), frame_type: raw[0], hops_left: h };
+                    store.record(now, f.id, stored, rest.clone(), self.stats.bytes_received);
                 }
                 let signer = signed_mesh.then_some(f.origin);
                 self.queue_to_all(now, Some(from), head, rest, signer);

@@ -3,7 +3,7 @@
 mod recent;
 mod seen;
 
-pub use recent::{RecentStore, MAX_STORED};
+pub use recent::{RecentStore, StoredHead, MAX_STORED};
 pub use seen::SeenCache;
 
 /// What to do with a received flood copy.

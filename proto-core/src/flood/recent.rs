@@ -12,7 +12,7 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::id::MessageId;
 use crate::time::Instant;
@@ -21,11 +21,48 @@ use crate::time::Instant;
 /// can only ask for those; a margin covers the floods that arrive while it travels.
 pub const MAX_STORED: usize = 1024;
 
+/// The first chunk of a stored frame.
+#[derive(Debug, Clone)]
+pub enum StoredHead {
+    /// Already encoded (a flood this node sent: its whole header).
+    Encoded(Bytes),
+    /// A relayed flood's forward head, kept as its three values and encoded only if the frame
+    /// is asked for again: storing it costs no reference count on the relay's hot path.
+    Forward {
+        /// The frame's length (after the prefix).
+        frame_len: usize,
+        /// Flood or SignedFlood.
+        frame_type: u8,
+        /// Hops left on the forwarded copy.
+        hops_left: u8,
+    },
+}
+
+impl StoredHead {
+    fn len(&self) -> usize {
+        match self {
+            StoredHead::Encoded(b) => b.len(),
+            StoredHead::Forward { .. } => crate::wire::FORWARD_HEAD_LEN,
+        }
+    }
+
+    fn to_bytes(&self) -> Bytes {
+        match self {
+            StoredHead::Encoded(b) => b.clone(),
+            StoredHead::Forward { frame_len, frame_type, hops_left } => {
+                let mut out = BytesMut::with_capacity(crate::wire::FORWARD_HEAD_LEN);
+                crate::wire::encode_forward_head(*frame_len, *frame_type, *hops_left, &mut out);
+                out.freeze()
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Stored {
     at: Instant,
     id: MessageId,
-    head: Bytes,
+    head: StoredHead,
     rest: Bytes,
     /// The node's received-byte count when the frame was stored.
     rx_mark: u64,
@@ -49,7 +86,7 @@ impl RecentStore {
 
     /// Keeps a flood frame (`head` then `rest`, ready to send) under `id`, without copying it.
     /// `rx_total` is the node's count of bytes received so far.
-    pub fn record(&mut self, now: Instant, id: MessageId, head: Bytes, rest: Bytes, rx_total: u64) {
+    pub fn record(&mut self, now: Instant, id: MessageId, head: StoredHead, rest: Bytes, rx_total: u64) {
         let len = head.len() + rest.len();
         if len > self.cap_bytes {
             return;
@@ -94,7 +131,7 @@ impl RecentStore {
         self.entries
             .iter()
             .filter(|s| wanted.binary_search(&s.id).is_ok())
-            .map(|s| (s.head.clone(), s.rest.clone()))
+            .map(|s| (s.head.to_bytes(), s.rest.clone()))
             .collect()
     }
 
@@ -122,8 +159,8 @@ mod tests {
         MessageId([n; 16])
     }
 
-    fn frame(n: u8, len: usize) -> (Bytes, Bytes) {
-        (Bytes::from(vec![n; 2]), Bytes::from(vec![n; len - 2]))
+    fn frame(n: u8, len: usize) -> (StoredHead, Bytes) {
+        (StoredHead::Encoded(Bytes::from(vec![n; 2])), Bytes::from(vec![n; len - 2]))
     }
 
     #[test]
@@ -167,10 +204,23 @@ mod tests {
     }
 
     #[test]
+    fn a_relayed_frame_gets_its_forward_head_back() {
+        let mut s = RecentStore::new(Duration::from_secs(10), 1 << 20);
+        let head = StoredHead::Forward { frame_len: 300, frame_type: 0x10, hops_left: 5 };
+        s.record(Instant::ZERO, id(1), head, Bytes::from(vec![0; 299]), 0);
+        assert_eq!(s.bytes(), crate::wire::FORWARD_HEAD_LEN + 299);
+        let got = s.frames_for(Instant::ZERO, 0, &[id(1)]);
+        let mut want = BytesMut::new();
+        crate::wire::encode_forward_head(300, 0x10, 5, &mut want);
+        assert_eq!(got[0].0, want.freeze());
+    }
+
+    #[test]
     fn the_count_is_bounded() {
         let mut s = RecentStore::new(Duration::from_secs(10), 1 << 30);
         for n in 0..(MAX_STORED + 10) {
-            s.record(Instant::ZERO, MessageId([(n % 251) as u8; 16]), Bytes::new(), Bytes::from_static(b"x"), 0);
+            let head = StoredHead::Encoded(Bytes::new());
+            s.record(Instant::ZERO, MessageId([(n % 251) as u8; 16]), head, Bytes::from_static(b"x"), 0);
         }
         assert_eq!(s.len(), MAX_STORED);
     }

@@ -1,7 +1,4 @@
-use core::hash::{BuildHasher, Hasher};
 use core::time::Duration;
-
-use hashbrown::HashSet;
 
 use crate::id::MessageId;
 use crate::time::Instant;
@@ -11,16 +8,26 @@ use crate::time::Instant;
 /// insert into the newer), which is what the forwarding hot path pays per message.
 const BUCKETS: usize = 2;
 
+/// The smallest table allocated, in slots.
+const MIN_SLOTS: usize = 64;
+
 /// The IDs of recently seen floods, bounded in time and in entries.
 ///
 /// IDs go into the newer of two time buckets; the older bucket is dropped when its time is
 /// up, or early when the newer one holds half of `capacity` IDs (those dropped early are
 /// counted in [`evicted_early`](Self::evicted_early), since a copy arriving after that could be
-/// delivered twice). Lookups touch at most two hash
-/// sets; the sets are never iterated, so their order cannot leak into the node's behaviour.
+/// delivered twice). The buckets are never iterated, so their order cannot leak into the
+/// node's behaviour.
+///
+/// Each bucket is an open-addressing table of 64-bit keyed fingerprints of the IDs, not of the
+/// IDs themselves: half the bytes of a table of IDs, so a busy cache (a quarter of a million
+/// IDs by default) takes half the cache lines, and a lookup is one read of one line in the
+/// common case. The cost is that two IDs with the same fingerprint count as one: for random
+/// IDs that happens to a given message with probability `len / 2^64` (below 10^-13 for
+/// a full default cache), and a peer cannot aim at it without the node's secret key.
 #[derive(Debug)]
 pub struct SeenCache {
-    buckets: [HashSet<MessageId, KeyedIdHasher>; BUCKETS],
+    buckets: [FingerprintSet; BUCKETS],
     /// Index of the newest bucket.
     newest: usize,
     /// When the newest bucket started.
@@ -29,41 +36,44 @@ pub struct SeenCache {
     capacity: usize,
     len: usize,
     evicted_early: u64,
+    key: [u64; 2],
 }
 
 impl SeenCache {
-    /// A cache remembering IDs for `ttl`, holding at most `capacity` IDs. `key` keys the hash
-    /// so a peer cannot choose IDs that collide (take it from the node's seeded randomness).
+    /// A cache remembering IDs for `ttl`, holding at most `capacity` IDs. `key` keys the
+    /// fingerprints so a peer cannot choose IDs that collide (take it from the node's seeded
+    /// randomness).
     pub fn new(ttl: Duration, capacity: usize, key: [u64; 2], now: Instant) -> Self {
-        let h = KeyedIdHasher { k0: key[0], k1: key[1] };
         SeenCache {
-            buckets: core::array::from_fn(|_| HashSet::with_hasher(h)),
+            buckets: Default::default(),
             newest: 0,
             newest_since: now,
             span: (ttl / (BUCKETS as u32 - 1)).max(Duration::from_nanos(1)),
             capacity: capacity.max(1),
             len: 0,
             evicted_early: 0,
+            key,
         }
     }
 
     /// Records `id`; returns true if it was new (first copy), false if already seen.
     pub fn insert(&mut self, now: Instant, id: MessageId) -> bool {
         self.rotate(now);
+        let fp = self.fingerprint(&id);
         let older = (self.newest + 1) % BUCKETS;
-        if self.buckets[older].contains(&id) {
+        if self.buckets[older].contains(fp) {
             return false;
         }
         // One probe both checks and records.
-        if !self.buckets[self.newest].insert(id) {
+        if !self.buckets[self.newest].insert(fp) {
             return false;
         }
         self.len += 1;
         // Full: start a new bucket early. The older bucket (at most half the capacity, all
         // older than the newest) is forgotten before its time; the newest half stays known, so
         // duplicates of recent messages are still caught.
-        if self.buckets[self.newest].len() >= self.capacity.div_ceil(2) {
-            self.evicted_early += self.buckets[older].len() as u64;
+        if self.buckets[self.newest].len >= self.capacity.div_ceil(2) {
+            self.evicted_early += self.buckets[older].len as u64;
             self.advance(now, false);
         }
         true
@@ -71,7 +81,17 @@ impl SeenCache {
 
     /// Whether `id` is remembered.
     pub fn contains(&self, id: &MessageId) -> bool {
-        self.buckets.iter().any(|b| b.contains(id))
+        let fp = self.fingerprint(id);
+        self.buckets.iter().any(|b| b.contains(fp))
+    }
+
+    /// Reads the table slots where `id` would be, and nothing more: called for every flood of
+    /// a received batch before the batch is processed, so the cache misses of many IDs overlap
+    /// instead of stalling the hot path one by one. Has no effect on what the cache holds.
+    pub fn warm(&self, id: &MessageId) {
+        let fp = self.fingerprint(id);
+        let touched = self.buckets.iter().fold(0, |acc, b| acc ^ b.slot_at_home(fp));
+        core::hint::black_box(touched);
     }
 
     /// Drops buckets whose time is up. Called on every insert and on the node's timer ticks,
@@ -93,17 +113,27 @@ impl SeenCache {
 
     /// Makes the older bucket the new, empty newest one, starting at `start`.
     fn advance(&mut self, start: Instant, on_time: bool) {
-        let filled = self.buckets[self.newest].len();
+        let filled = self.buckets[self.newest].len;
         self.newest = (self.newest + 1) % BUCKETS;
         let b = &mut self.buckets[self.newest];
-        self.len -= b.len();
-        b.clear();
+        self.len -= b.len;
         // On a time rotation the table is sized to the traffic of the last span, so an idle
         // node gives its memory back; an early rotation keeps it for the busy traffic.
-        if on_time && b.capacity() > 2 * filled.max(64) {
-            b.shrink_to(filled);
-        }
+        b.clear(on_time.then_some(filled));
         self.newest_since = start;
+    }
+
+    /// The keyed 64-bit fingerprint of an ID (never 0, which marks an empty slot).
+    ///
+    /// Two rounds of a bijective mixer, keyed by xor: IDs with the same high half never
+    /// collide (each step is one-to-one), and for the rest a collision is as rare as a random
+    /// one. A plain multiply-and-fold hash is not enough here: it was fine for choosing table
+    /// slots, but structured IDs made whole fingerprints collide.
+    fn fingerprint(&self, id: &MessageId) -> u64 {
+        let (lo, hi) = id.0.split_at(8);
+        let lo = u64::from_le_bytes(lo.try_into().unwrap_or_default());
+        let hi = u64::from_le_bytes(hi.try_into().unwrap_or_default());
+        mix(mix(lo ^ self.key[0]) ^ hi ^ self.key[1]).max(1)
     }
 
     /// IDs remembered.
@@ -126,61 +156,95 @@ impl SeenCache {
         self.evicted_early
     }
 
-    /// Heap bytes held by the hash tables (approximate: table slots plus control bytes).
+    /// Heap bytes held by the tables.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.iter().map(|b| b.capacity() * (core::mem::size_of::<MessageId>() + 1)).sum()
+        self.buckets.iter().map(|b| b.slots.capacity() * core::mem::size_of::<u64>()).sum()
     }
 }
 
-/// A keyed hash for message IDs. IDs are random, but a hostile peer may pick them; the secret
-/// key keeps it from aiming many IDs at one slot.
-#[derive(Copy, Clone, Debug)]
-struct KeyedIdHasher {
-    k0: u64,
-    k1: u64,
+/// A set of non-zero fingerprints: linear probing over a power-of-two table kept at most half
+/// full, so a miss usually ends within the cache line of its home slot. Nothing is ever
+/// removed one by one (a bucket is cleared whole), so no tombstones are needed.
+#[derive(Debug, Default)]
+struct FingerprintSet {
+    /// Empty, or a power of two of slots; 0 marks a free slot.
+    slots: Vec<u64>,
+    len: usize,
 }
 
-impl BuildHasher for KeyedIdHasher {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher { k0: self.k0, k1: self.k1, acc: 0 }
-    }
-}
-
-struct IdHasher {
-    k0: u64,
-    k1: u64,
-    acc: u64,
-}
-
-fn folded_multiply(a: u64, b: u64) -> u64 {
-    let full = u128::from(a) * u128::from(b);
-    (full as u64) ^ ((full >> 64) as u64)
-}
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(16) {
-            let mut lo = [0u8; 8];
-            let mut hi = [0u8; 8];
-            let (a, b) = chunk.split_at(chunk.len().min(8));
-            lo[..a.len()].copy_from_slice(a);
-            hi[..b.len()].copy_from_slice(b);
-            let x = u64::from_le_bytes(lo) ^ self.k0 ^ self.acc;
-            let y = u64::from_le_bytes(hi) ^ self.k1;
-            self.acc = folded_multiply(x, y);
+impl FingerprintSet {
+    fn contains(&self, fp: u64) -> bool {
+        let mask = match self.slots.len() {
+            0 => return false,
+            n => n - 1,
+        };
+        let mut i = fp as usize & mask;
+        // Ends: the table is never full.
+        loop {
+            match self.slots[i] {
+                0 => return false,
+                s if s == fp => return true,
+                _ => i = (i + 1) & mask,
+            }
         }
     }
 
-    fn write_u128(&mut self, n: u128) {
-        let x = (n as u64) ^ self.k0 ^ self.acc;
-        let y = ((n >> 64) as u64) ^ self.k1;
-        self.acc = folded_multiply(x, y);
+    /// Adds `fp`; false if it was already there.
+    fn insert(&mut self, fp: u64) -> bool {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = fp as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => {
+                    self.slots[i] = fp;
+                    self.len += 1;
+                    return true;
+                }
+                s if s == fp => return false,
+                _ => i = (i + 1) & mask,
+            }
+        }
     }
 
-    fn finish(&self) -> u64 {
-        folded_multiply(self.acc ^ self.k1, 0x9E37_79B9_7F4A_7C15 ^ self.k0)
+    fn grow(&mut self) {
+        let bigger = (self.slots.len() * 2).max(MIN_SLOTS);
+        let old = core::mem::replace(&mut self.slots, vec![0; bigger]);
+        self.len = 0;
+        for fp in old.into_iter().filter(|fp| *fp != 0) {
+            self.insert(fp);
+        }
     }
+
+    /// Empties the set. With `fit_to`, a table much larger than that many entries need is
+    /// given back; without, the table is kept.
+    fn clear(&mut self, fit_to: Option<usize>) {
+        let needed = fit_to.map(|n| (n * 2).next_power_of_two().max(MIN_SLOTS));
+        match needed {
+            Some(n) if self.slots.len() > 2 * n => self.slots = Vec::new(),
+            _ => self.slots.fill(0),
+        }
+        self.len = 0;
+    }
+
+    /// The slot `fp` probes first (0 if the table is empty).
+    fn slot_at_home(&self, fp: u64) -> u64 {
+        match self.slots.len() {
+            0 => 0,
+            n => self.slots[fp as usize & (n - 1)],
+        }
+    }
+}
+
+/// A bijective 64-bit mixer with full avalanche (the finaliser of MurmurHash3).
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    x ^ (x >> 33)
 }
 
 #[cfg(test)]
@@ -243,6 +307,60 @@ mod tests {
             }
         }
         assert!(c.evicted_early() > 0);
+    }
+
+    #[test]
+    fn tables_grow_keeping_every_id_and_an_idle_cache_gives_memory_back() {
+        let mut c = SeenCache::new(TTL, 1 << 20, [7, 8], Instant::ZERO);
+        for i in 0..20_000u64 {
+            assert!(c.insert(Instant::ZERO, id(i)));
+        }
+        // Every ID survived the tables' growth, and warming changes nothing.
+        for i in 0..20_000u64 {
+            c.warm(&id(i));
+            assert!(c.contains(&id(i)), "lost {i}");
+            assert!(!c.insert(Instant::ZERO, id(i)));
+        }
+        assert!(!c.contains(&id(20_000)));
+        assert_eq!(c.len(), 20_000);
+        let busy = c.heap_bytes();
+        assert!(busy >= 20_000 * 16, "{busy}");
+        // A quiet span, then another: the full tables are given back.
+        c.rotate(Instant::ZERO + TTL);
+        c.insert(Instant::ZERO + TTL, id(1 << 40));
+        c.rotate(Instant::ZERO + TTL * 2);
+        assert_eq!(c.len(), 1);
+        assert!(c.heap_bytes() <= 2 * MIN_SLOTS * 8, "{}", c.heap_bytes());
+    }
+
+    #[test]
+    fn the_fingerprint_depends_on_the_key_and_is_never_zero() {
+        let a = SeenCache::new(TTL, 100, [1, 2], Instant::ZERO);
+        let b = SeenCache::new(TTL, 100, [3, 4], Instant::ZERO);
+        assert_ne!(a.fingerprint(&id(5)), b.fingerprint(&id(5)));
+        assert_ne!(a.fingerprint(&id(5)), a.fingerprint(&id(6)));
+        // The one input that could map to 0 maps to 1 instead.
+        let mut s = FingerprintSet::default();
+        assert!(s.insert(1));
+        assert!(s.contains(1) && !s.contains(2));
+    }
+
+    #[test]
+    fn structured_ids_do_not_collide() {
+        // IDs with patterns in both halves (a weak fingerprint once made some of these collide
+        // and so lose a message as a false duplicate).
+        for key in [[0, 0], [1, 2], [u64::MAX, 0x9E37_79B9_7F4A_7C15]] {
+            let mut c = SeenCache::new(TTL, 1 << 20, key, Instant::ZERO);
+            for n in 0..200_000u64 {
+                let mut b = [0u8; 16];
+                b[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+                b[8..].copy_from_slice(&(n << 3).to_le_bytes());
+                assert!(c.insert(Instant::ZERO, MessageId(b)), "false duplicate at {n} with key {key:?}");
+                b[..8].copy_from_slice(&n.to_be_bytes());
+                b[8..].copy_from_slice(&(!n).to_le_bytes());
+                assert!(c.insert(Instant::ZERO, MessageId(b)), "false duplicate at {n}' with key {key:?}");
+            }
+        }
     }
 
     #[test]

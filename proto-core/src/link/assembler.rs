@@ -64,6 +64,25 @@ impl FrameAssembler {
         }
     }
 
+    /// Calls `f` with each whole frame (type byte and body) waiting in the unparsed input,
+    /// without taking any: a read-only look ahead, so the node can prepare for a batch (warm
+    /// caches) before it processes the frames one by one. Stops at the first incomplete or
+    /// malformed frame, which [`next_frame`](Self::next_frame) will handle.
+    pub fn peek_whole_frames(&self, mut f: impl FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            return;
+        }
+        let mut buf = &self.rest[..];
+        while let Some(prefix) = buf.get(..LEN_PREFIX) {
+            let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+            let Some(frame) = buf.get(LEN_PREFIX..LEN_PREFIX.saturating_add(len)).filter(|_| len > 0) else {
+                return;
+            };
+            f(frame);
+            buf = &buf[LEN_PREFIX + len..];
+        }
+    }
+
     fn copy_from_rest(&mut self, n: usize) {
         let chunk = self.rest.split_to(n);
         self.partial.extend_from_slice(&chunk);
@@ -127,6 +146,25 @@ mod tests {
         a.push(frames(5));
         assert_eq!(drain(&mut a).len(), 5);
         assert_eq!(a.copied_bytes(), 0);
+    }
+
+    #[test]
+    fn peeking_sees_the_whole_frames_and_takes_nothing() {
+        let all = frames(3);
+        let mut a = FrameAssembler::default();
+        // Two whole frames and part of the third.
+        a.push(all.slice(..all.len() - 2));
+        let mut peeked = Vec::new();
+        a.peek_whole_frames(|f| peeked.push(wire::decode_frame(&Bytes::copy_from_slice(f)).unwrap()));
+        assert_eq!(peeked, vec![Frame::Ping(0), Frame::Ping(1)]);
+        assert_eq!(drain(&mut a), peeked);
+        // A partial frame in reassembly: nothing to peek at until it completes.
+        a.peek_whole_frames(|_| panic!("peeked at a partial frame"));
+        a.push(all.slice(all.len() - 2..));
+        assert_eq!(drain(&mut a), vec![Frame::Ping(2)]);
+        // A zero length stops the walk (next_frame reports it).
+        a.push(Bytes::from_static(&[0, 0, 0, 0, 9]));
+        a.peek_whole_frames(|_| panic!("peeked past an empty frame"));
     }
 
     #[test]

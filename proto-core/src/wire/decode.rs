@@ -212,6 +212,18 @@ pub fn decode_flood_head(frame: &[u8]) -> Result<FloodHead, DecodeError> {
     Ok(FloodHead { hops_left, hop_limit, id: MessageId(id), origin, path_end, signature_len, payload_start })
 }
 
+/// The message ID of a Flood or SignedFlood frame (type byte and body), read without any
+/// other check; `None` for other frames or one too short to hold it. For hints only (warming
+/// the seen cache): the frame is still decoded and checked in full before it is used.
+pub fn peek_flood_id(frame: &[u8]) -> Option<MessageId> {
+    let ty = *frame.first()?;
+    if ty != FrameType::Flood as u8 && ty != FrameType::SignedFlood as u8 {
+        return None;
+    }
+    let id: [u8; 16] = frame.get(3..19)?.try_into().ok()?;
+    Some(MessageId(id))
+}
+
 /// Bounds-checked reads over the frame; only a flood's path and payload become `Bytes` (shared
 /// slices), everything else is read in place.
 pub(crate) struct Reader<'a> {

@@ -160,6 +160,9 @@ fn put_flood_head(
     out.put_slice(path);
 }
 
+/// Bytes written by [`encode_forward_head`]: the length prefix, the type and the hops left.
+pub const FORWARD_HEAD_LEN: usize = super::LEN_PREFIX + 2;
+
 /// Appends the first bytes of a forwarded flood: length prefix, type (`frame_type`, the
 /// received frame's first byte: Flood or SignedFlood) and the new hops-left. The rest of the
 /// frame (from the hop limit on) is the received frame's bytes unchanged, so a relay sends
