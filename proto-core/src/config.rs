@@ -74,6 +74,13 @@ pub struct Config {
     /// so one neighbor's message storm cannot be amplified through the mesh. `None` (the
     /// default) sets no limit: the mesh runs at what its links carry.
     pub max_floods_per_neighbor_per_sec: Option<u32>,
+    /// Referrals this node learns per second at most, over all its links: a token bucket
+    /// holding ten seconds' worth, so a join or a repair after a mass failure takes its burst.
+    /// Beyond it referrals are dropped and counted (`Stats::referrals_rate_limited`). Referrals
+    /// choose the addresses this node dials, so peers handing out addresses one link after
+    /// another cannot fill its referral cache faster than this. `None` sets no limit.
+    /// Default 10 per second (100 at once).
+    pub max_referrals_per_sec: Option<u32>,
 
     /// Transport connect plus handshake must finish within this. Default 10 s: a TCP connect
     /// and two round trips take well under a second even between continents; the original's
@@ -160,6 +167,7 @@ impl Config {
             max_handshakes_per_ip: 8,
             max_neighbors_per_prefix: Some(2),
             max_floods_per_neighbor_per_sec: None,
+            max_referrals_per_sec: Some(10),
             connect_timeout: Duration::from_secs(10),
             maintainer_interval: Duration::from_secs(10),
             repair_retry_interval: Duration::from_secs(1),
@@ -218,6 +226,7 @@ impl Config {
         }
         if self.max_handshakes_per_ip == 0
             || self.max_floods_per_neighbor_per_sec == Some(0)
+            || self.max_referrals_per_sec == Some(0)
             || self.max_neighbors_per_prefix == Some(0)
         {
             return Err(ConfigError::ZeroLimit);

@@ -42,7 +42,7 @@ pub enum ConfigError {
     /// A timing that must be positive is zero.
     ZeroDuration,
     /// A limit that must be positive is zero (`max_handshakes_per_ip`,
-    /// `max_neighbors_per_prefix`, `max_floods_per_neighbor_per_sec`).
+    /// `max_neighbors_per_prefix`, `max_floods_per_neighbor_per_sec`, `max_referrals_per_sec`).
     ZeroLimit,
     /// The security settings cannot work (the inner error says why).
     Security(SecurityConfigError),
@@ -76,7 +76,7 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroLimit => {
                 write!(
                     f,
-                    "max_handshakes_per_ip, max_neighbors_per_prefix and max_floods_per_neighbor_per_sec must be at least 1"
+                    "max_handshakes_per_ip, max_neighbors_per_prefix, max_floods_per_neighbor_per_sec and max_referrals_per_sec must be at least 1"
                 )
             }
             ConfigError::Security(e) => write!(f, "security: {e}"),

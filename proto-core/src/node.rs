@@ -12,7 +12,7 @@ use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
 use crate::flood::{forward_hops, RecentStore, SeenCache, StoredHead};
 use crate::id::{LinkId, MessageId, NodeId};
-use crate::link::{Link, LinkMap, LinkState, Role};
+use crate::link::{Link, LinkMap, LinkState, Role, TokenBucket};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
 use crate::reason::CloseReason;
 use crate::rng::Rng;
@@ -79,6 +79,8 @@ pub struct Node {
     next_link: u64,
     timers: Timers,
     maintainer: Maintainer,
+    /// Referrals learned, over all links (`Config::max_referrals_per_sec`).
+    referral_budget: TokenBucket,
     /// Neighbors the maintainer grows toward now: `min` until the first periodic run, then `ideal`.
     target: usize,
     /// When a repair retry is armed.
@@ -127,6 +129,7 @@ impl Node {
             seen: SeenCache::new(config.seen_ttl, config.seen_capacity, key, now),
             recent: config.recovery_window.map(|w| RecentStore::new(w, config.recovery_store_bytes)),
             maintainer: Maintainer::new(config.referral_cache_size, now),
+            referral_budget: TokenBucket::new(),
             target: config.min_neighbors,
             max_frame: wire::max_frame_len(config.max_message_size),
             cfg: config,
@@ -966,12 +969,12 @@ impl Node {
             }
             (LinkState::Connected, Frame::Credential(c)) => self.on_credential(now, id, c),
             (LinkState::Handshake { hello_received: true }, Frame::Refuse(r)) if link.role == Role::Initiator => {
-                self.learn_referrals(id, &r.referrals);
+                self.learn_referrals(now, id, &r.referrals);
                 self.peer_rejected(id, r.reason);
                 self.end_link(now, id, r.reason, Ending::ByPeer);
             }
             (LinkState::Handshake { hello_received: true } | LinkState::Connected, Frame::Disconnect(d)) => {
-                self.learn_referrals(id, &d.referrals);
+                self.learn_referrals(now, id, &d.referrals);
                 self.peer_rejected(id, d.reason);
                 self.end_link(now, id, d.reason, Ending::ByPeer);
             }
@@ -1021,7 +1024,7 @@ impl Node {
         if self.prefix_full(id, peer) {
             return self.end_link(now, id, CloseReason::TooManyFromAddress, Ending::Local);
         }
-        self.learn_referrals(id, &referrals);
+        self.learn_referrals(now, id, &referrals);
         if let Some(link) = self.links.get_mut(&id) {
             link.peer = Some(peer);
         }
@@ -1107,17 +1110,27 @@ impl Node {
         }
     }
 
-    fn learn_referrals(&mut self, source: LinkId, referrals: &[Referral]) {
-        if !self.cfg.share_referrals {
+    /// Caches the referrals a peer sent, those that pass: only from a peer this node dialed or
+    /// from a neighbor (a stranger that connected in may not steer this node's dials), only
+    /// routable addresses other than this node's, and no more than `max_referrals_per_sec`.
+    fn learn_referrals(&mut self, now: Instant, source: LinkId, referrals: &[Referral]) {
+        let trusted = self.links.get(&source).is_some_and(|l| l.role == Role::Initiator || l.is_connected());
+        if !self.cfg.share_referrals || !trusted {
             self.stats.referrals_ignored += referrals.len() as u64;
             return;
         }
         for r in referrals {
-            if r.node != self.id && !self.cfg.listen_addrs.contains(&r.addr) && mesh::is_dialable(r.addr) {
-                self.maintainer.cache.insert_from(r.addr, Some(r.node), Some(source));
-            } else {
+            if r.node == self.id || self.cfg.listen_addrs.contains(&r.addr) || !mesh::is_dialable(r.addr) {
                 self.stats.referrals_rejected += 1;
+                continue;
             }
+            if let Some(rate) = self.cfg.max_referrals_per_sec {
+                if !self.referral_budget.take(now, rate, rate.saturating_mul(10)) {
+                    self.stats.referrals_rate_limited += 1;
+                    continue;
+                }
+            }
+            self.maintainer.cache.insert_from(r.addr, Some(r.node), Some(source));
         }
     }
 
@@ -1465,7 +1478,7 @@ impl Node {
         self.stats.payload_bytes_received += payload_len as u64;
         if let Some(rate) = self.cfg.max_floods_per_neighbor_per_sec {
             let Some(link) = self.links.get_mut(&from) else { return };
-            if !link.flood_budget.take(now, rate) {
+            if !link.flood_budget.take(now, rate, rate) {
                 self.stats.floods_rate_limited += 1;
                 return;
             }

@@ -52,8 +52,11 @@ pub struct Stats {
     /// Referrals ignored: this node, unroutable addresses (unspecified, multicast, broadcast,
     /// port 0).
     pub referrals_rejected: u64,
-    /// Referrals ignored because `share_referrals` is off.
+    /// Referrals ignored because `share_referrals` is off, or because they came from a peer
+    /// that connected to this node and never became its neighbor.
     pub referrals_ignored: u64,
+    /// Referrals dropped because more arrived than `max_referrals_per_sec` allows.
+    pub referrals_rate_limited: u64,
     /// Recovery: message IDs asked of new neighbors (missed while cut off).
     pub recovery_wanted: u64,
     /// Recovery: stored floods resent to new neighbors that asked.

@@ -525,6 +525,58 @@ fn with_referral_sharing_off_none_are_sent_or_learned() {
         .any(|o| matches!(o, Output::Dial { addr, .. } if *addr == "10.5.5.6:1".parse::<SocketAddr>().unwrap())));
 }
 
+/// Ten routable referrals, distinct per `batch`.
+fn referral_batch(batch: u64) -> Vec<Referral> {
+    (0..10u64)
+        .map(|i| Referral {
+            node: nid(0xA000 + batch * 16 + i),
+            addr: format!("10.{batch}.0.{}:7000", i + 1).parse().unwrap(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_stranger_that_never_became_a_neighbor_cannot_refer() {
+    let mut f = Fixture::new();
+    let link = f.fresh();
+    let referrals = referral_batch(1);
+    let bye = frame(&Frame::Disconnect(Disconnect { reason: CloseReason::LeavingMesh, referrals: referrals.clone() }));
+    f.feed(link, cat(&[hello("soccerpals"), bye]));
+    assert_eq!(f.node.stats().referrals_ignored, 10);
+    // Losing the healthy neighbor makes the node dial what it knows: none of the stranger's.
+    let healthy = f.healthy;
+    f.feed(healthy, frame(&Frame::Disconnect(Disconnect { reason: CloseReason::LeavingMesh, referrals: vec![] })));
+    f.now = f.now + std::time::Duration::from_secs(60);
+    f.node.handle_timeout(f.now);
+    f.drain();
+    assert!(!f
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::Dial { addr, .. } if referrals.iter().any(|r| r.addr == *addr))));
+    f.node.check_invariants().unwrap();
+}
+
+#[test]
+fn referrals_beyond_the_rate_are_dropped_and_counted() {
+    let mut f = Fixture::with(|c| c.max_referrals_per_sec = Some(1));
+    // Three neighbors leave at once, ten referrals each: the bucket holds ten.
+    let links: Vec<LinkId> = (0..3).map(|i| f.inbound(0x7200 + i)).collect();
+    for (i, link) in links.into_iter().enumerate() {
+        let referrals = referral_batch(i as u64 + 1);
+        f.feed(link, frame(&Frame::Disconnect(Disconnect { reason: CloseReason::LeavingMesh, referrals })));
+    }
+    assert_eq!(f.node.stats().referrals_rate_limited, 20);
+    // Ten seconds later the bucket is full again.
+    f.now = f.now + std::time::Duration::from_secs(10);
+    let link = f.inbound(0x7300);
+    f.feed(
+        link,
+        frame(&Frame::Disconnect(Disconnect { reason: CloseReason::LeavingMesh, referrals: referral_batch(9) })),
+    );
+    assert_eq!(f.node.stats().referrals_rate_limited, 20);
+    f.healthy_still_works(0x41);
+}
+
 #[test]
 fn changed_listen_addresses_are_announced_in_later_connects() {
     let mut f = Fixture::new();

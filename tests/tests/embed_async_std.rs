@@ -61,6 +61,11 @@ fn async_std_embedding_forms_a_five_node_mesh_with_exactly_once_delivery() {
             n.commands.send(Command::Subscribe(path.clone(), tx)).await.expect("node running");
             rx.push(r);
         }
+        // A node takes its commands in order, so an answered query means its channel is open:
+        // a message that arrived before would be dropped as having no channel, and missed.
+        for n in &nodes {
+            neighbors(n).await;
+        }
         for (i, n) in nodes.iter().enumerate() {
             for seq in 0..PER_NODE {
                 let payload = format!("{i}:{seq}").into_bytes().into();

@@ -149,10 +149,11 @@ impl TokenBucket {
         TokenBucket { tokens: f64::INFINITY, last: None }
     }
 
-    /// Takes one token if one is left at `now` for a bucket refilled at `rate` per second.
-    pub fn take(&mut self, now: Instant, rate: u32) -> bool {
-        let cap = f64::from(rate);
-        let refill = self.last.map_or(cap, |t| (now - t).as_secs_f64() * cap);
+    /// Takes one token if one is left at `now` for a bucket refilled at `rate` per second and
+    /// holding at most `burst` tokens.
+    pub fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+        let cap = f64::from(burst);
+        let refill = self.last.map_or(cap, |t| (now - t).as_secs_f64() * f64::from(rate));
         self.tokens = (self.tokens + refill).min(cap);
         self.last = Some(now);
         if self.tokens >= 1.0 {
