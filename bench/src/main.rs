@@ -84,9 +84,6 @@ enum ModeArg {
     All,
 }
 
-/// The message sizes of the matrix.
-const SIZES: [usize; 3] = [64, 1024, 65536];
-
 #[derive(Parser, Debug)]
 #[command(name = "peerchannel-bench", about = "peerchannel on loopback: throughput, latency, CPU and memory")]
 struct Args {
@@ -257,15 +254,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 fn jobs(args: &Args) -> Result<Vec<Job>, Box<dyn std::error::Error>> {
     let all = args.scenario == Which::All;
     let sizes = match args.size.as_deref() {
-        Some("all") => SIZES.to_vec(),
-        Some(s) => {
-            let n: usize = s.parse().map_err(|_| format!("--size: {s:?} is neither a number nor `all`"))?;
-            if n < 16 {
-                return Err("--size must be at least 16 (the send time and sequence number)".into());
-            }
-            vec![n]
-        }
-        None if all => SIZES.to_vec(),
+        Some(s) => stamp::parse_sizes(s)?,
+        None if all => stamp::SIZES.to_vec(),
         None => vec![1024],
     };
     let securities = match args.security.unwrap_or(if all { SecurityArg::All } else { SecurityArg::None }) {

@@ -10,6 +10,21 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// Bytes of the header at the start of every payload: send time (ns, u64 LE), sequence (u64 LE).
 pub const HEADER: usize = 16;
 
+/// The message sizes of the whole matrix (`--size all`).
+pub const SIZES: [usize; 3] = [64, 1024, 65536];
+
+/// Reads a `--size` argument: `all`, or one size of at least [`HEADER`] bytes.
+pub fn parse_sizes(arg: &str) -> Result<Vec<usize>, String> {
+    if arg == "all" {
+        return Ok(SIZES.to_vec());
+    }
+    match arg.parse() {
+        Ok(n) if n >= HEADER => Ok(vec![n]),
+        Ok(_) => Err(format!("--size must be at least {HEADER} (the send time and sequence number)")),
+        Err(_) => Err(format!("--size: {arg:?} is neither a number nor `all`")),
+    }
+}
+
 /// Start of the process's clock for the timestamps carried in payloads.
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();

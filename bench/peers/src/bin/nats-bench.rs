@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 
 #[path = "../../../src/stamp.rs"]
 mod stamp;
-use stamp::{header, payload, quantile_us, stamp, HEADER};
+use stamp::{header, payload, quantile_us, stamp};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -59,16 +59,10 @@ const SUBJECT: &str = "peerchannel.bench";
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let sizes: Vec<usize> = match args.size.as_str() {
-        "all" => vec![64, 1024, 65536],
-        s => match s.parse() {
-            Ok(n) if n >= HEADER => vec![n],
-            _ => {
-                eprintln!("nats-bench: --size must be a number ≥ {HEADER} or `all`");
-                std::process::exit(2);
-            }
-        },
-    };
+    let sizes = stamp::parse_sizes(&args.size).unwrap_or_else(|e| {
+        eprintln!("nats-bench: {e}");
+        std::process::exit(2);
+    });
     for size in sizes {
         if let Err(e) = run(&args, size).await {
             eprintln!("nats-bench: {e} (is nats-server running? bench/peers/install-nats.sh starts one)");
