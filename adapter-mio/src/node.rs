@@ -1042,12 +1042,16 @@ impl MioNode {
             if c.state != ConnState::Open || !c.readable {
                 continue;
             }
-            // The buffer is kept initialised: only the part handed out is zeroed again.
-            if self.read_buf.len() < chunk {
+            // The buffer is kept initialised: only the part handed out is zeroed again. Reads
+            // share one allocation until less than a quarter of it is left: a fresh buffer per
+            // read would let each small message keep a whole read buffer alive (the core keeps
+            // recent floods for recovery without copying them).
+            if self.read_buf.len() < chunk / 4 {
                 self.read_buf.resize(chunk, 0);
             }
+            let room = self.read_buf.len().min(chunk);
             // One read per connection per round keeps connections fair.
-            match c.stream.read(&mut self.read_buf[..chunk]) {
+            match c.stream.read(&mut self.read_buf[..room]) {
                 Ok(0) => ended.push((link, None)),
                 Ok(n) => {
                     progress = true;

@@ -685,7 +685,12 @@ impl Driver {
                     }
                     Poll::Ready(Ok(())) => {}
                 }
-                self.read_buf.reserve(self.settings.read_chunk);
+                // Reads share one allocation until less than a quarter of it is left: a fresh
+                // buffer per read would let each small message keep a whole read buffer alive
+                // (the core keeps recent floods for recovery without copying them).
+                if self.read_buf.capacity() - self.read_buf.len() < self.settings.read_chunk / 4 {
+                    self.read_buf.reserve(self.settings.read_chunk);
+                }
                 match c.stream.try_read_buf(&mut self.read_buf) {
                     Ok(0) => {
                         ended.push((link, None));
