@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use crate::config::Config;
 use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
-use crate::flood::{forward_hops, RecentStore, SeenCache, StoredHead};
+use crate::flood::{forward_hops, OwnIds, RecentStore, SeenCache, StoredHead};
 use crate::id::{LinkId, MessageId, NodeId};
 use crate::link::{Link, LinkMap, LinkState, Role, TokenBucket};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
@@ -86,6 +86,8 @@ pub struct Node {
     /// When a repair retry is armed.
     repair_at: Option<Instant>,
     seen: SeenCache,
+    /// This node's message IDs, recognisable without a seen-cache entry (echo suppression).
+    own: OwnIds,
     /// Recent floods offered to new neighbors (None when recovery is off).
     recent: Option<RecentStore>,
     channels: BTreeMap<Box<[u8]>, ChannelPath>,
@@ -127,6 +129,9 @@ impl Node {
         let key = [rng.next_u64(), rng.next_u64()];
         Ok(Node {
             seen: SeenCache::new(config.seen_ttl, config.seen_capacity, key, now),
+            // Derived from the seen cache's key rather than drawn, so the node's other random
+            // choices stay where they were.
+            own: OwnIds::new([crate::flood::mix(key[0] ^ 0x6F77_6E31), crate::flood::mix(key[1] ^ 0x6F77_6E32)]),
             recent: config.recovery_window.map(|w| RecentStore::new(w, config.recovery_store_bytes)),
             maintainer: Maintainer::new(config.referral_cache_size, now),
             referral_budget: TokenBucket::new(),
@@ -250,9 +255,8 @@ impl Node {
             self.stats.send_busy += 1;
             return Err(SendError::Busy);
         }
-        let mut id = MessageId::default();
-        self.rng.fill(&mut id.0);
-        self.seen.insert(now, id);
+        // Not entered in the seen cache: an echo is recognised by its ID (see OwnIds).
+        let id = self.own.draw(&mut self.rng);
         let h = self.cfg.hop_limit;
         let signer = self.sec.as_ref().filter(|s| s.mode.message()).and_then(|s| s.identity.as_ref());
         match signer {
@@ -991,7 +995,8 @@ impl Node {
             }
             (LinkState::Connected, Frame::Digest(ids)) if !link.digest_received && self.recent.is_some() => {
                 link.digest_received = true;
-                let missing: Vec<_> = ids.into_iter().filter(|i| !self.seen.contains(i)).collect();
+                let missing: Vec<_> =
+                    ids.into_iter().filter(|i| !self.seen.contains(i) && !self.own.is_own(i)).collect();
                 if !missing.is_empty() {
                     self.stats.recovery_wanted += missing.len() as u64;
                     self.queue_control(id, &Frame::Want(missing));
@@ -1485,7 +1490,10 @@ impl Node {
         }
         // A signed copy is verified only if its ID is new, and only a verified copy is marked
         // seen: a forged first copy cannot suppress the genuine one.
-        let first = if !signed_mesh {
+        let first = if self.own.is_own(&f.id) {
+            // An echo of this node's own flood.
+            false
+        } else if !signed_mesh {
             self.seen.insert(now, f.id)
         } else if self.seen.contains(&f.id) {
             false

@@ -1,10 +1,21 @@
 //! Flooding: duplicate suppression and the forwarding rule.
 
+mod own;
 mod recent;
 mod seen;
 
+pub use own::OwnIds;
 pub use recent::{RecentStore, StoredHead, MAX_STORED};
 pub use seen::SeenCache;
+
+/// A bijective 64-bit mixer with full avalanche (the finaliser of MurmurHash3).
+pub(crate) fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    x ^ (x >> 33)
+}
 
 /// What to do with a received flood copy.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

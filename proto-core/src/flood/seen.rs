@@ -1,5 +1,6 @@
 use core::time::Duration;
 
+use super::mix;
 use crate::id::MessageId;
 use crate::time::Instant;
 
@@ -236,15 +237,6 @@ impl FingerprintSet {
             n => self.slots[fp as usize & (n - 1)],
         }
     }
-}
-
-/// A bijective 64-bit mixer with full avalanche (the finaliser of MurmurHash3).
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    x ^ (x >> 33)
 }
 
 #[cfg(test)]
