@@ -484,42 +484,57 @@ impl Driver {
                 Poll::Pending => return progress,
             };
             progress = true;
-            match cmd {
-                Command::Subscribe { id, path, mailbox } => {
-                    self.node.open_channel(path.clone());
-                    self.paths.entry(path.clone()).or_default().push(id);
-                    self.subs.insert(id, Sub { path, mailbox, overflowing: false });
-                }
-                Command::Unsubscribe { id } => {
-                    if let Some(sub) = self.subs.remove(&id) {
-                        if let Some(ids) = self.paths.get_mut(&sub.path) {
-                            ids.retain(|i| *i != id);
-                            if ids.is_empty() {
-                                self.paths.remove(&sub.path);
-                                self.node.close_channel(&sub.path);
-                            }
+            self.on_command(cmd);
+        }
+    }
+
+    /// Takes the commands already queued, without waiting. Called after a read and before its
+    /// bytes go to the core: a `channel()` made before the peers sent (so before those bytes
+    /// arrived) then takes effect before they are delivered. Without this, a subscription
+    /// queued while the driver was between its command and read steps missed the messages of
+    /// that read, which a test saw under load.
+    fn take_queued_commands(&mut self) {
+        while let Ok(cmd) = self.cmd_rx.try_recv() {
+            self.on_command(cmd);
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Subscribe { id, path, mailbox } => {
+                self.node.open_channel(path.clone());
+                self.paths.entry(path.clone()).or_default().push(id);
+                self.subs.insert(id, Sub { path, mailbox, overflowing: false });
+            }
+            Command::Unsubscribe { id } => {
+                if let Some(sub) = self.subs.remove(&id) {
+                    if let Some(ids) = self.paths.get_mut(&sub.path) {
+                        ids.retain(|i| *i != id);
+                        if ids.is_empty() {
+                            self.paths.remove(&sub.path);
+                            self.node.close_channel(&sub.path);
                         }
                     }
                 }
-                Command::Events { mailbox } => self.events.push(mailbox),
-                Command::Stats(reply) => {
-                    let _ = reply.send(self.snapshot());
-                }
-                Command::Neighbors(reply) => {
-                    let _ = reply.send(self.node.neighbors());
-                }
-                Command::ListenAddrs(addrs) => {
-                    let now = self.now();
-                    self.node.handle_input(now, Input::ListenAddrsChanged { addrs });
-                    self.drain();
-                    if let Some(resolver) = &self.resolver {
-                        let cfg = self.node.config();
-                        let fut = resolver.update(&cfg.mesh, self.node.id(), &cfg.listen_addrs);
-                        self.tasks.spawn(async move { TaskDone::Registered(fut.await) });
-                    }
-                }
-                Command::Close(reply) => self.begin_close(Some(reply)),
             }
+            Command::Events { mailbox } => self.events.push(mailbox),
+            Command::Stats(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Neighbors(reply) => {
+                let _ = reply.send(self.node.neighbors());
+            }
+            Command::ListenAddrs(addrs) => {
+                let now = self.now();
+                self.node.handle_input(now, Input::ListenAddrsChanged { addrs });
+                self.drain();
+                if let Some(resolver) = &self.resolver {
+                    let cfg = self.node.config();
+                    let fut = resolver.update(&cfg.mesh, self.node.id(), &cfg.listen_addrs);
+                    self.tasks.spawn(async move { TaskDone::Registered(fut.await) });
+                }
+            }
+            Command::Close(reply) => self.begin_close(Some(reply)),
         }
     }
 
@@ -715,6 +730,9 @@ impl Driver {
                     }
                 }
             }
+        }
+        if !received.is_empty() {
+            self.take_queued_commands();
         }
         for (link, data) in received {
             self.feed(Input::Received { link, data });

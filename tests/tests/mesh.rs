@@ -83,7 +83,16 @@ async fn check_exactly_once(nodes: &[PeerNode], channels: &mut [Channel], sender
         let want = (SENDERS - own) * PER_SENDER;
         let got = collect(ch, want).await;
         let missing: usize = want.saturating_sub(got.len());
-        assert_eq!(missing, 0, "node {i} is missing {missing} of {want} messages");
+        if missing > 0 {
+            let s = nodes[i].stats().await.unwrap().core;
+            panic!(
+                "node {i} is missing {missing} of {want} messages (core: {} delivered, {} without an open channel, {} recovered, {} neighbors lost)",
+                s.delivered,
+                s.no_channel,
+                s.recovery_wanted,
+                s.neighbors_down.iter().sum::<u64>()
+            );
+        }
         assert!(got.values().all(|&c| c == 1), "node {i} got a message more than once");
         assert!(!got.keys().any(|(o, _)| *o == nodes[i].id()), "node {i} got its own message back");
         for (o, seq) in got.keys() {
