@@ -100,22 +100,11 @@ struct Args {
     /// Throughput, latency or both. Default: throughput, or all with the `all` scenario.
     #[arg(long, value_enum)]
     mode: Option<ModeArg>,
-    /// Offered rate of the latency mode, messages per second.
-    #[arg(long, default_value_t = 2000)]
-    rate: u32,
-    /// Seconds before anything is counted.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
-    /// Seconds measured after the warm-up.
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
     /// Skip the plain TCP reference that goes with `link`.
     #[arg(long)]
     no_reference: bool,
-    /// Print one JSON object per measurement on standard output (the table goes to standard
-    /// error).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    window: stamp::Window,
     /// Run exactly one measurement in this process and print its JSON (used by the parent).
     #[arg(long, hide = true)]
     single: bool,
@@ -203,7 +192,11 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    if args.warmup < 0.0 || args.duration <= 0.0 || !args.warmup.is_finite() || !args.duration.is_finite() {
+    if args.window.warmup < 0.0
+        || args.window.duration <= 0.0
+        || !args.window.warmup.is_finite()
+        || !args.window.duration.is_finite()
+    {
         return Err("--warmup must be ≥ 0 and --duration > 0".into());
     }
     let jobs = jobs(args)?;
@@ -214,7 +207,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let exe = std::env::current_exe()?;
-    let mut table = Table::new(args.json);
+    let mut table = Table::new(args.window.json);
     table.header();
     let mut failed = 0;
     for job in jobs {
@@ -225,8 +218,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             System::TcpBatched => name(Which::TcpBatched),
         })
         .args(["--size", &job.size.to_string(), "--security", &name(job.security), "--mode", &name(job.mode)])
-        .args(["--rate", &args.rate.to_string(), "--warmup", &args.warmup.to_string()])
-        .args(["--duration", &args.duration.to_string(), "--no-reference", "--single"])
+        .args(["--rate", &args.window.rate.to_string(), "--warmup", &args.window.warmup.to_string()])
+        .args(["--duration", &args.window.duration.to_string(), "--no-reference", "--single"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
         let mut child = cmd.spawn()?;
@@ -305,9 +298,9 @@ fn single(args: &Args, job: Job) -> Result<Record, Box<dyn std::error::Error>> {
     let reset = sys::reset_peak_rss();
     let plan = measure::Plan {
         size: job.size,
-        warmup: Duration::from_secs_f64(args.warmup),
-        duration: Duration::from_secs_f64(args.duration),
-        rate: (job.mode == Mode::Latency).then_some(args.rate),
+        warmup: Duration::from_secs_f64(args.window.warmup),
+        duration: Duration::from_secs_f64(args.window.duration),
+        rate: (job.mode == Mode::Latency).then_some(args.window.rate),
     };
     let (m, nodes, receivers) = rt.block_on(async {
         match job.system {

@@ -10,6 +10,24 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// Bytes of the header at the start of every payload: send time (ns, u64 LE), sequence (u64 LE).
 pub const HEADER: usize = 16;
 
+/// The measurement window and output options every harness takes (`#[command(flatten)]`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Window {
+    /// Offered rate of the latency mode, messages per second.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u32,
+    /// Seconds before anything is counted.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds measured after the warm-up.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Print one JSON object per measurement on standard output (the table goes to standard
+    /// error).
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// The message sizes of the whole matrix (`--size all`).
 pub const SIZES: [usize; 3] = [64, 1024, 65536];
 

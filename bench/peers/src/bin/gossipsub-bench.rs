@@ -75,22 +75,12 @@ struct Args {
     /// Throughput (as fast as possible) or latency (fixed rate).
     #[arg(long, value_enum, default_value_t = Mode::Throughput)]
     mode: Mode,
-    /// Offered rate of the latency mode, messages per second.
-    #[arg(long, default_value_t = 2000)]
-    rate: u32,
     /// Throughput: publishes between two yields to the runtime (128: tokio's cooperative budget,
     /// what a sender awaiting ready channel sends gets).
     #[arg(long, default_value_t = 128)]
     yield_every: u64,
-    /// Seconds before anything is counted.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
-    /// Seconds measured after the warm-up.
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
-    /// Print one JSON object per measurement on standard output (the table goes to stderr).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    window: stamp::Window,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -118,13 +108,14 @@ async fn main() {
         Security::Signed => vec![true],
         Security::All => vec![false, true],
     };
-    if !(args.warmup >= 0.0 && args.duration > 0.0 && args.warmup + args.duration < 3600.0) {
+    if !(args.window.warmup >= 0.0 && args.window.duration > 0.0 && args.window.warmup + args.window.duration < 3600.0)
+    {
         eprintln!("gossipsub-bench: --warmup and --duration must be seconds, warmup ≥ 0, duration > 0");
         std::process::exit(2);
     }
     // Whatever happens, the process ends: set-up, window, grace and teardown of every run.
     let runs = (sizes.len() * signed.len()) as f64;
-    let budget = Duration::from_secs_f64(runs * (args.warmup + args.duration + 45.0));
+    let budget = Duration::from_secs_f64(runs * (args.window.warmup + args.window.duration + 45.0));
     std::thread::spawn(move || {
         std::thread::sleep(budget);
         eprintln!("gossipsub-bench: still running after {budget:?}; giving up");
@@ -335,7 +326,7 @@ async fn run(args: &Args, size: usize, signed: bool) -> Result<(), Error> {
             s.dial(addrs[i + NODES / 2].clone())?;
         }
     }
-    let rate = latency.then_some(args.rate.max(1));
+    let rate = latency.then_some(args.window.rate.max(1));
     let tasks: Vec<_> = swarms
         .into_iter()
         .enumerate()
@@ -367,8 +358,8 @@ async fn run(args: &Args, size: usize, signed: bool) -> Result<(), Error> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let start = Instant::now() + Duration::from_secs_f64(args.warmup);
-    let end = start + Duration::from_secs_f64(args.duration);
+    let start = Instant::now() + Duration::from_secs_f64(args.window.warmup);
+    let end = start + Duration::from_secs_f64(args.window.duration);
     // Throughput: one more heartbeat after the window, which reports the drops of its last second.
     let stop = end + if latency { GRACE } else { Duration::from_millis(1200) };
     let _ = shared.window.set(Window { start, end, stop });
@@ -379,7 +370,7 @@ async fn run(args: &Args, size: usize, signed: bool) -> Result<(), Error> {
     }
     let mesh: Vec<usize> = shared.mesh.iter().map(|m| m.load(Relaxed)).collect();
 
-    let secs = args.duration;
+    let secs = args.window.duration;
     let receivers = (NODES - 1) as u64;
     let (publisher, rx) = (&stats[0], &stats[1..]);
     let dropped: u64 = stats.iter().map(|s| s.dropped).sum();
@@ -395,7 +386,7 @@ async fn run(args: &Args, size: usize, signed: bool) -> Result<(), Error> {
         lat.sort_unstable();
         let q = |p| quantile_us(&lat, p);
         let lost = (publisher.sent * receivers).saturating_sub(lat.len() as u64);
-        json["rate"] = args.rate.into();
+        json["rate"] = args.window.rate.into();
         json["samples"] = (lat.len() as u64).into();
         json["deliveries"] = (lat.len() as u64).into();
         json["lost"] = lost.into();
@@ -409,7 +400,7 @@ async fn run(args: &Args, size: usize, signed: bool) -> Result<(), Error> {
             q(0.99).unwrap_or(f64::NAN),
             q(0.999).unwrap_or(f64::NAN),
             q(1.0).unwrap_or(f64::NAN),
-            args.rate,
+            args.window.rate,
             lat.len(),
             lost
         )
@@ -438,7 +429,7 @@ async fn run(args: &Args, size: usize, signed: bool) -> Result<(), Error> {
     }
     let table =
         format!("{:<11} {:<7} {size:>6} {security:<7} {mode:<10} {line}{extra}", "rust-libp2p", "gossipsub-mesh10");
-    if args.json {
+    if args.window.json {
         eprintln!("{table}");
         println!("{json}");
     } else {

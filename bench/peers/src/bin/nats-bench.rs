@@ -40,18 +40,8 @@ struct Args {
     /// Throughput (as fast as possible) or latency (fixed rate).
     #[arg(long, value_enum, default_value_t = Mode::Throughput)]
     mode: Mode,
-    /// Offered rate of the latency mode, messages per second.
-    #[arg(long, default_value_t = 2000)]
-    rate: u32,
-    /// Seconds before anything is counted.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
-    /// Seconds measured after the warm-up.
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
-    /// Print one JSON object per measurement on standard output (the table goes to stderr).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    window: stamp::Window,
 }
 
 const SUBJECT: &str = "peerchannel.bench";
@@ -90,8 +80,8 @@ async fn run(args: &Args, size: usize) -> Result<(), Box<dyn std::error::Error>>
     sub_client.flush().await?;
 
     let latency = args.mode == Mode::Latency;
-    let start = Instant::now() + Duration::from_secs_f64(args.warmup);
-    let end = start + Duration::from_secs_f64(args.duration);
+    let start = Instant::now() + Duration::from_secs_f64(args.window.warmup);
+    let end = start + Duration::from_secs_f64(args.window.duration);
     let grace = Duration::from_secs(1);
     let receiver = tokio::spawn(async move {
         let until = tokio::time::Instant::from_std(if latency { end + grace } else { end });
@@ -115,7 +105,7 @@ async fn run(args: &Args, size: usize) -> Result<(), Box<dyn std::error::Error>>
     if latency {
         let t0 = Instant::now();
         loop {
-            let due = t0 + Duration::from_secs_f64(sent as f64 / f64::from(args.rate.max(1)));
+            let due = t0 + Duration::from_secs_f64(sent as f64 / f64::from(args.window.rate.max(1)));
             if due >= end {
                 break;
             }
@@ -134,7 +124,7 @@ async fn run(args: &Args, size: usize) -> Result<(), Box<dyn std::error::Error>>
     }
     pub_client.flush().await?;
     let (count, mut lat) = receiver.await?;
-    let secs = args.duration;
+    let secs = args.window.duration;
     let slow = slow.load(Ordering::Relaxed);
     let mut json = serde_json::json!({
         "system": "nats", "scenario": "link", "size": size, "security": "none",
@@ -143,7 +133,7 @@ async fn run(args: &Args, size: usize) -> Result<(), Box<dyn std::error::Error>>
     let line = if latency {
         lat.sort_unstable();
         let q = |p| quantile_us(&lat, p);
-        json["rate"] = args.rate.into();
+        json["rate"] = args.window.rate.into();
         json["samples"] = (lat.len() as u64).into();
         json["lost"] = in_window.saturating_sub(lat.len() as u64).into();
         for (k, p) in [("p50_us", 0.5), ("p99_us", 0.99), ("p999_us", 0.999), ("max_us", 1.0)] {
@@ -155,7 +145,7 @@ async fn run(args: &Args, size: usize) -> Result<(), Box<dyn std::error::Error>>
             q(0.99).unwrap_or(f64::NAN),
             q(0.999).unwrap_or(f64::NAN),
             q(1.0).unwrap_or(f64::NAN),
-            args.rate,
+            args.window.rate,
             lat.len(),
             in_window.saturating_sub(lat.len() as u64)
         )
@@ -169,7 +159,7 @@ async fn run(args: &Args, size: usize) -> Result<(), Box<dyn std::error::Error>>
     let slow = if slow > 0 { format!(" | slow-consumer events {slow}") } else { String::new() };
     let mode = if latency { "latency" } else { "throughput" };
     let table = format!("{:<11} {:<7} {size:>6} {:<7} {mode:<10} {line}{slow}", "nats", "link", "none");
-    if args.json {
+    if args.window.json {
         eprintln!("{table}");
         println!("{json}");
     } else {
