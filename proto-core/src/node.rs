@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use crate::config::Config;
 use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
-use crate::flood::{forward_hops, OwnIds, RecentStore, SeenCache, StoredHead};
+use crate::flood::{forward_hops, OwnIds, RecentStore, SeenCache, StoredHead, WARM_BATCH};
 use crate::id::{LinkId, MessageId, NodeId};
 use crate::link::{Link, LinkMap, LinkState, Role, TokenBucket};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
@@ -784,11 +784,19 @@ impl Node {
         // lets the cache misses overlap, instead of each flood stalling on its own in turn.
         if let Some(link) = self.links.get(&id).filter(|l| l.is_connected()) {
             let seen = &self.seen;
+            let mut ids = [MessageId([0; 16]); WARM_BATCH];
+            let mut n = 0;
             link.assembler.peek_whole_frames(|frame| {
                 if let Some(message) = wire::peek_flood_id(frame) {
-                    seen.warm(&message);
+                    ids[n] = message;
+                    n += 1;
+                    if n == WARM_BATCH {
+                        seen.warm(&ids);
+                        n = 0;
+                    }
                 }
             });
+            seen.warm(&ids[..n]);
         }
         loop {
             let Some(link) = self.links.get_mut(&id) else { return };

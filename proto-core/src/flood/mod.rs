@@ -6,7 +6,7 @@ mod seen;
 
 pub use own::OwnIds;
 pub use recent::{RecentStore, StoredHead, MAX_STORED};
-pub use seen::SeenCache;
+pub use seen::{SeenCache, WARM_BATCH};
 
 /// A bijective 64-bit mixer with full avalanche (the finaliser of MurmurHash3).
 pub(crate) fn mix(mut x: u64) -> u64 {

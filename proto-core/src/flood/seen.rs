@@ -4,38 +4,46 @@ use super::mix;
 use crate::id::MessageId;
 use crate::time::Instant;
 
-/// Buckets kept: an ID is remembered for at least `ttl` (one full bucket span) and at most
-/// `2 * ttl`. Two buckets keep a first copy's cost at two probes (the older bucket, then an
-/// insert into the newer), which is what the forwarding hot path pays per message.
-const BUCKETS: usize = 2;
-
 /// The smallest table allocated, in slots.
 const MIN_SLOTS: usize = 64;
 
+/// IDs whose slots [`SeenCache::warm`] reads in one tight loop.
+pub const WARM_BATCH: usize = 32;
+
+/// The slot bit that tells the two generations apart; the other 63 bits hold the fingerprint.
+const GENERATION_BIT: u64 = 1 << 63;
+
 /// The IDs of recently seen floods, bounded in time and in entries.
 ///
-/// IDs go into the newer of two time buckets; the older bucket is dropped when its time is
-/// up, or early when the newer one holds half of `capacity` IDs (those dropped early are
-/// counted in [`evicted_early`](Self::evicted_early), since a copy arriving after that could be
-/// delivered twice). The buckets are never iterated, so their order cannot leak into the
-/// node's behaviour.
+/// IDs belong to one of two generations: the newest, which takes new IDs, and the older one.
+/// The older generation is dropped when its time is up, or early when the newest holds half of
+/// `capacity` IDs (those dropped early are counted in [`evicted_early`](Self::evicted_early),
+/// since a copy arriving after that could be delivered twice). So an ID is remembered for at
+/// least `ttl` and at most `2 * ttl`. Nothing here is ever iterated in an order that could
+/// leak into the node's behaviour.
 ///
-/// Each bucket is an open-addressing table of 64-bit keyed fingerprints of the IDs, not of the
-/// IDs themselves: half the bytes of a table of IDs, so a busy cache (a quarter of a million
-/// IDs by default) takes half the cache lines, and a lookup is one read of one line in the
-/// common case. The cost is that two IDs with the same fingerprint count as one: for random
-/// IDs that happens to a given message with probability `len / 2^64` (below 10^-13 for
-/// a full default cache), and a peer cannot aim at it without the node's secret key.
+/// Both generations share one open-addressing table of 64-bit slots: 63 bits of a keyed
+/// fingerprint of the ID and one generation bit. A new ID then costs one probe, usually one
+/// cache line: this is the forwarding hot path's only random memory access per message, and a
+/// busy cache (a quarter of a million IDs by default) is far larger than the CPU's caches. A
+/// generation is dropped by one sweep along the table, in place (see
+/// [`GenerationTable::drop_generation`]), which happens at most once per half capacity of new
+/// IDs.
+///
+/// The cost of fingerprints is that two IDs with the same fingerprint count as one: for random
+/// IDs that happens to a given message with probability `len / 2^63` (about 3 × 10^-14 for a
+/// full default cache), and a peer cannot aim at it without the node's secret key.
 #[derive(Debug)]
 pub struct SeenCache {
-    buckets: [FingerprintSet; BUCKETS],
-    /// Index of the newest bucket.
-    newest: usize,
-    /// When the newest bucket started.
+    table: GenerationTable,
+    /// The newest generation: 0 or [`GENERATION_BIT`].
+    newest: u64,
+    /// IDs in the newest generation.
+    newest_len: usize,
+    /// When the newest generation started.
     newest_since: Instant,
     span: Duration,
     capacity: usize,
-    len: usize,
     evicted_early: u64,
     key: [u64; 2],
 }
@@ -46,12 +54,12 @@ impl SeenCache {
     /// randomness).
     pub fn new(ttl: Duration, capacity: usize, key: [u64; 2], now: Instant) -> Self {
         SeenCache {
-            buckets: Default::default(),
+            table: GenerationTable::default(),
             newest: 0,
+            newest_len: 0,
             newest_since: now,
-            span: (ttl / (BUCKETS as u32 - 1)).max(Duration::from_nanos(1)),
+            span: ttl.max(Duration::from_nanos(1)),
             capacity: capacity.max(1),
-            len: 0,
             evicted_early: 0,
             key,
         }
@@ -60,21 +68,16 @@ impl SeenCache {
     /// Records `id`; returns true if it was new (first copy), false if already seen.
     pub fn insert(&mut self, now: Instant, id: MessageId) -> bool {
         self.rotate(now);
-        let fp = self.fingerprint(&id);
-        let older = (self.newest + 1) % BUCKETS;
-        if self.buckets[older].contains(fp) {
-            return false;
-        }
         // One probe both checks and records.
-        if !self.buckets[self.newest].insert(fp) {
+        if !self.table.insert(self.fingerprint(&id), self.newest) {
             return false;
         }
-        self.len += 1;
-        // Full: start a new bucket early. The older bucket (at most half the capacity, all
+        self.newest_len += 1;
+        // Full: start a new generation early. The older one (at most half the capacity, all
         // older than the newest) is forgotten before its time; the newest half stays known, so
         // duplicates of recent messages are still caught.
-        if self.buckets[self.newest].len >= self.capacity.div_ceil(2) {
-            self.evicted_early += self.buckets[older].len as u64;
+        if self.newest_len >= self.capacity.div_ceil(2) {
+            self.evicted_early += (self.table.len - self.newest_len) as u64;
             self.advance(now, false);
         }
         true
@@ -82,69 +85,85 @@ impl SeenCache {
 
     /// Whether `id` is remembered.
     pub fn contains(&self, id: &MessageId) -> bool {
-        let fp = self.fingerprint(id);
-        self.buckets.iter().any(|b| b.contains(fp))
+        self.table.contains(self.fingerprint(id))
     }
 
-    /// Reads the table slots where `id` would be, and nothing more: called for every flood of
-    /// a received batch before the batch is processed, so the cache misses of many IDs overlap
-    /// instead of stalling the hot path one by one. Has no effect on what the cache holds.
-    pub fn warm(&self, id: &MessageId) {
-        let fp = self.fingerprint(id);
-        let touched = self.buckets.iter().fold(0, |acc, b| acc ^ b.slot_at_home(fp));
+    /// Reads the table slots where `ids` would be, and nothing more: called for the floods of
+    /// a received batch before the batch is processed, so their cache misses overlap instead of
+    /// stalling the hot path one by one. Has no effect on what the cache holds.
+    ///
+    /// The slots are computed first and read in a separate tight loop: a CPU keeps only so many
+    /// instructions in flight past a load that misses, so the fewer instructions between the
+    /// loads, the more of them wait on memory at once.
+    pub fn warm(&self, ids: &[MessageId]) {
+        let mask = self.table.mask();
+        if self.table.slots.is_empty() {
+            return;
+        }
+        let mut homes = [0usize; WARM_BATCH];
+        let mut touched = 0;
+        for chunk in ids.chunks(WARM_BATCH) {
+            for (home, id) in homes.iter_mut().zip(chunk) {
+                *home = self.fingerprint(id) as usize & mask;
+            }
+            touched ^= homes[..chunk.len()].iter().fold(0, |acc, at| acc ^ self.table.slots[*at]);
+        }
         core::hint::black_box(touched);
     }
 
-    /// Drops buckets whose time is up. Called on every insert and on the node's timer ticks,
-    /// so an idle node also frees its memory.
+    /// Drops the older generation when its time is up. Called on every insert and on the
+    /// node's timer ticks, so an idle node also frees its memory.
     pub fn rotate(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.newest_since) < self.span {
+        let since = now.saturating_duration_since(self.newest_since);
+        if since < self.span {
             return;
         }
-        // One span passed: the older bucket expires. Two or more: everything does.
-        if now.saturating_duration_since(self.newest_since) >= self.span * 2 {
+        // One span passed: the older generation expires. Two or more: everything does.
+        if since >= self.span * 2 {
             self.advance(now, true);
             self.advance(now, true);
         } else {
-            // Keep the schedule: the new bucket starts where the old one's span ended.
+            // Keep the schedule: the new generation starts where the old one's span ended.
             let start = self.newest_since + self.span;
             self.advance(start, true);
         }
     }
 
-    /// Makes the older bucket the new, empty newest one, starting at `start`.
+    /// Drops the older generation and starts a new, empty newest one at `start`.
     fn advance(&mut self, start: Instant, on_time: bool) {
-        let filled = self.buckets[self.newest].len;
-        self.newest = (self.newest + 1) % BUCKETS;
-        let b = &mut self.buckets[self.newest];
-        self.len -= b.len;
+        let older = self.newest ^ GENERATION_BIT;
+        self.table.drop_generation(older);
+        self.newest = older;
         // On a time rotation the table is sized to the traffic of the last span, so an idle
         // node gives its memory back; an early rotation keeps it for the busy traffic.
-        b.clear(on_time.then_some(filled));
+        if on_time {
+            self.table.fit(self.newest_len);
+        }
+        self.newest_len = 0;
         self.newest_since = start;
     }
 
-    /// The keyed 64-bit fingerprint of an ID (never 0, which marks an empty slot).
+    /// The keyed 63-bit fingerprint of an ID (never 0, which marks an empty slot).
     ///
     /// Two rounds of a bijective mixer, keyed by xor: IDs with the same high half never
-    /// collide (each step is one-to-one), and for the rest a collision is as rare as a random
-    /// one. A plain multiply-and-fold hash is not enough here: it was fine for choosing table
-    /// slots, but structured IDs made whole fingerprints collide.
+    /// collide before the top bit is dropped (each step is one-to-one), and for the rest a
+    /// collision is as rare as a random one. A plain multiply-and-fold hash is not enough here:
+    /// it was fine for choosing table slots, but structured IDs made whole fingerprints collide.
     fn fingerprint(&self, id: &MessageId) -> u64 {
         let (lo, hi) = id.0.split_at(8);
         let lo = u64::from_le_bytes(lo.try_into().unwrap_or_default());
         let hi = u64::from_le_bytes(hi.try_into().unwrap_or_default());
-        mix(mix(lo ^ self.key[0]) ^ hi ^ self.key[1]).max(1)
+        (mix(mix(lo ^ self.key[0]) ^ hi ^ self.key[1]) & !GENERATION_BIT).max(1)
     }
 
     /// IDs remembered.
     pub fn len(&self) -> usize {
-        self.len
+        self.table.len
     }
 
     /// Nothing remembered.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.table.len == 0
     }
 
     /// The most IDs remembered at once.
@@ -157,84 +176,120 @@ impl SeenCache {
         self.evicted_early
     }
 
-    /// Heap bytes held by the tables.
+    /// Heap bytes held by the table.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.iter().map(|b| b.slots.capacity() * core::mem::size_of::<u64>()).sum()
+        self.table.slots.capacity() * core::mem::size_of::<u64>()
     }
 }
 
-/// A set of non-zero fingerprints: linear probing over a power-of-two table kept at most half
-/// full, so a miss usually ends within the cache line of its home slot. Nothing is ever
-/// removed one by one (a bucket is cleared whole), so no tombstones are needed.
+/// A set of non-zero 63-bit fingerprints, each tagged with a generation bit: linear probing
+/// over a power-of-two table kept at most half full, so a miss usually ends within the cache
+/// line of its home slot. Entries leave only a generation at a time.
 #[derive(Debug, Default)]
-struct FingerprintSet {
+struct GenerationTable {
     /// Empty, or a power of two of slots; 0 marks a free slot.
     slots: Vec<u64>,
     len: usize,
 }
 
-impl FingerprintSet {
+impl GenerationTable {
+    fn mask(&self) -> usize {
+        self.slots.len().wrapping_sub(1)
+    }
+
     fn contains(&self, fp: u64) -> bool {
-        let mask = match self.slots.len() {
-            0 => return false,
-            n => n - 1,
-        };
+        if self.slots.is_empty() {
+            return false;
+        }
+        let mask = self.mask();
         let mut i = fp as usize & mask;
         // Ends: the table is never full.
         loop {
             match self.slots[i] {
                 0 => return false,
-                s if s == fp => return true,
+                s if s & !GENERATION_BIT == fp => return true,
                 _ => i = (i + 1) & mask,
             }
         }
     }
 
-    /// Adds `fp`; false if it was already there.
-    fn insert(&mut self, fp: u64) -> bool {
+    /// Adds `fp` to `generation`; false if it was already there (in either generation, where
+    /// it stays).
+    fn insert(&mut self, fp: u64, generation: u64) -> bool {
         if (self.len + 1) * 2 > self.slots.len() {
-            self.grow();
+            self.resize((self.slots.len() * 2).max(MIN_SLOTS));
         }
-        let mask = self.slots.len() - 1;
+        let mask = self.mask();
         let mut i = fp as usize & mask;
         loop {
             match self.slots[i] {
                 0 => {
-                    self.slots[i] = fp;
+                    self.slots[i] = fp | generation;
                     self.len += 1;
                     return true;
                 }
-                s if s == fp => return false,
+                s if s & !GENERATION_BIT == fp => return false,
                 _ => i = (i + 1) & mask,
             }
         }
     }
 
-    fn grow(&mut self) {
-        let bigger = (self.slots.len() * 2).max(MIN_SLOTS);
-        let old = core::mem::replace(&mut self.slots, vec![0; bigger]);
-        self.len = 0;
-        for fp in old.into_iter().filter(|fp| *fp != 0) {
-            self.insert(fp);
+    /// Puts a tagged slot value where a probe from its home finds it (it is not present).
+    fn place(&mut self, tagged: u64) {
+        let mask = self.mask();
+        let mut i = (tagged & !GENERATION_BIT) as usize & mask;
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = tagged;
+    }
+
+    /// Rebuilds into a table of `slots` slots (a power of two, more than twice the entries).
+    fn resize(&mut self, slots: usize) {
+        let old = core::mem::replace(&mut self.slots, vec![0; slots]);
+        for tagged in old.into_iter().filter(|s| *s != 0) {
+            self.place(tagged);
         }
     }
 
-    /// Empties the set. With `fit_to`, a table much larger than that many entries need is
-    /// given back; without, the table is kept.
-    fn clear(&mut self, fit_to: Option<usize>) {
-        let needed = fit_to.map(|n| (n * 2).next_power_of_two().max(MIN_SLOTS));
-        match needed {
-            Some(n) if self.slots.len() > 2 * n => self.slots = Vec::new(),
-            _ => self.slots.fill(0),
+    /// Removes every entry of `generation`, in place, in one pass along the table.
+    ///
+    /// The pass starts just after a free slot and goes once around. A dropped entry's slot is
+    /// freed; a kept entry is taken out and placed again from its home. Its home lies between
+    /// the starting free slot and its old position (nothing before it on the probe sequence
+    /// was free), so the new place is found in the part already passed, at or before the old
+    /// one, and the part already passed is never emptied again: every probe sequence stays
+    /// unbroken. The accesses stay near the pass, so this streams through memory instead of
+    /// jumping around it as a rebuild into a new table would.
+    fn drop_generation(&mut self, generation: u64) {
+        let Some(free) = self.slots.iter().position(|s| *s == 0) else { return };
+        let mask = self.mask();
+        for step in 1..=self.slots.len() {
+            let i = (free + step) & mask;
+            let tagged = self.slots[i];
+            if tagged == 0 {
+                continue;
+            }
+            self.slots[i] = 0;
+            if tagged & GENERATION_BIT == generation {
+                self.len -= 1;
+            } else {
+                self.place(tagged);
+            }
         }
-        self.len = 0;
     }
 
-    /// The slot `fp` probes first (0 if the table is empty).
-    fn slot_at_home(&self, fp: u64) -> u64 {
-        match self.slots.len() {
-            0 => 0,
-            n => self.slots[fp as usize & (n - 1)],
+    /// Gives memory back when the table is much larger than `expected` entries need (room for
+    /// twice that many at most half full, with slack so a steady load does not resize back and
+    /// forth).
+    fn fit(&mut self, expected: usize) {
+        let needed = (expected.max(self.len) * 4).next_power_of_two().max(MIN_SLOTS);
+        if self.slots.len() > 2 * needed {
+            if self.len == 0 {
+                self.slots = Vec::new();
+            } else {
+                self.resize(needed);
+            }
         }
     }
 }
@@ -309,7 +364,7 @@ mod tests {
         }
         // Every ID survived the tables' growth, and warming changes nothing.
         for i in 0..20_000u64 {
-            c.warm(&id(i));
+            c.warm(&[id(i), id(i + 1)]);
             assert!(c.contains(&id(i)), "lost {i}");
             assert!(!c.insert(Instant::ZERO, id(i)));
         }
@@ -332,8 +387,8 @@ mod tests {
         assert_ne!(a.fingerprint(&id(5)), b.fingerprint(&id(5)));
         assert_ne!(a.fingerprint(&id(5)), a.fingerprint(&id(6)));
         // The one input that could map to 0 maps to 1 instead.
-        let mut s = FingerprintSet::default();
-        assert!(s.insert(1));
+        let mut s = GenerationTable::default();
+        assert!(s.insert(1, 0));
         assert!(s.contains(1) && !s.contains(2));
     }
 
@@ -353,6 +408,50 @@ mod tests {
                 assert!(c.insert(Instant::ZERO, MessageId(b)), "false duplicate at {n}' with key {key:?}");
             }
         }
+    }
+
+    /// The cache against a plain model of its rules (two sets of IDs, rotated by time and by
+    /// fullness), over random inserts and time steps: every answer, the size and the early
+    /// eviction count agree. IDs come from a small range so duplicates are common, and the
+    /// capacity is small so generations are dropped often, by time and early, with the table
+    /// full of probe clusters that the in-place sweep must keep intact.
+    #[test]
+    fn behaves_like_two_rotating_sets() {
+        use proptest::prelude::*;
+        use std::collections::HashSet;
+        let ops = proptest::collection::vec((0u64..600, 0u64..3_000), 1..3_000);
+        proptest!(ProptestConfig::with_cases(64), |(ops in ops, capacity in 1usize..400)| {
+            let ttl = Duration::from_secs(10);
+            let mut c = SeenCache::new(ttl, capacity, [9, 10], Instant::ZERO);
+            let (mut older, mut newest) = (HashSet::new(), HashSet::new());
+            let (mut since, mut evicted) = (Instant::ZERO, 0u64);
+            let mut now = Instant::ZERO;
+            for (n, step_ms) in ops {
+                now = now + Duration::from_millis(step_ms);
+                // The model's rotation by time.
+                let gone = now.saturating_duration_since(since);
+                if gone >= ttl * 2 {
+                    older.clear();
+                    newest.clear();
+                    since = now;
+                } else if gone >= ttl {
+                    older = core::mem::take(&mut newest);
+                    since = since + ttl;
+                }
+                let new = !older.contains(&n) && newest.insert(n);
+                if new && newest.len() >= capacity.div_ceil(2) {
+                    evicted += older.len() as u64;
+                    older = core::mem::take(&mut newest);
+                    since = now;
+                }
+                prop_assert_eq!(c.insert(now, id(n)), new, "insert {} at {:?}", n, now);
+                prop_assert_eq!(c.len(), older.len() + newest.len());
+                prop_assert_eq!(c.evicted_early(), evicted);
+                for probe in [n, n ^ 1, n + 7] {
+                    prop_assert_eq!(c.contains(&id(probe)), older.contains(&probe) || newest.contains(&probe));
+                }
+            }
+        });
     }
 
     #[test]
