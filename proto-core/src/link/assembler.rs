@@ -69,10 +69,19 @@ impl FrameAssembler {
     /// caches) before it processes the frames one by one. Stops at the first incomplete or
     /// malformed frame, which [`next_frame`](Self::next_frame) will handle.
     pub fn peek_whole_frames(&self, mut f: impl FnMut(&[u8])) {
-        if !self.partial.is_empty() {
-            return;
-        }
         let mut buf = &self.rest[..];
+        if !self.partial.is_empty() {
+            // A frame begun in an earlier read (the usual case when reads do not end on frame
+            // boundaries): skip what completes it, and look at the whole frames after it.
+            let mut prefix = [0u8; LEN_PREFIX];
+            let have = self.partial.len().min(LEN_PREFIX);
+            prefix[..have].copy_from_slice(&self.partial[..have]);
+            let Some(more) = buf.get(..LEN_PREFIX - have) else { return };
+            prefix[have..].copy_from_slice(more);
+            let frame_end = LEN_PREFIX.saturating_add(u32::from_be_bytes(prefix) as usize);
+            let Some(after) = buf.get(frame_end.saturating_sub(self.partial.len())..) else { return };
+            buf = after;
+        }
         while let Some(prefix) = buf.get(..LEN_PREFIX) {
             let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
             let Some(frame) = buf.get(LEN_PREFIX..LEN_PREFIX.saturating_add(len)).filter(|_| len > 0) else {
@@ -158,10 +167,24 @@ mod tests {
         a.peek_whole_frames(|f| peeked.push(wire::decode_frame(&Bytes::copy_from_slice(f)).unwrap()));
         assert_eq!(peeked, vec![Frame::Ping(0), Frame::Ping(1)]);
         assert_eq!(drain(&mut a), peeked);
-        // A partial frame in reassembly: nothing to peek at until it completes.
+        // A partial frame in reassembly: nothing to peek at until more arrives.
         a.peek_whole_frames(|_| panic!("peeked at a partial frame"));
         a.push(all.slice(all.len() - 2..));
         assert_eq!(drain(&mut a), vec![Frame::Ping(2)]);
+        // The read that completes a partial frame: the whole frames after it are seen, whether
+        // the partial frame's length prefix had arrived whole or not.
+        let more = frames(4);
+        let first = more.len() / 4;
+        for cut in [1, 3, 4, 6] {
+            let mut a = FrameAssembler::default();
+            a.push(more.slice(..cut));
+            assert!(drain(&mut a).is_empty());
+            a.push(more.slice(cut..));
+            let mut peeked = Vec::new();
+            a.peek_whole_frames(|f| peeked.push(wire::decode_frame(&Bytes::copy_from_slice(f)).unwrap()));
+            assert_eq!(peeked, vec![Frame::Ping(1), Frame::Ping(2), Frame::Ping(3)], "cut at {cut} of {first}");
+            assert_eq!(drain(&mut a).len(), 4);
+        }
         // A zero length stops the walk (next_frame reports it).
         a.push(Bytes::from_static(&[0, 0, 0, 0, 9]));
         a.peek_whole_frames(|_| panic!("peeked past an empty frame"));
