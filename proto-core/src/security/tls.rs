@@ -1,7 +1,7 @@
 //! TLS 1.3 on a link, driven sans-IO: ciphertext in from the adapter, plaintext frames out to
 //! the frame assembler, queued frames encrypted when the adapter pulls bytes to write.
 
-use std::io::{IoSlice, Read, Write};
+use std::io::{BufRead, IoSlice, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -130,13 +130,20 @@ impl TlsSession {
                     return self.fail(failure);
                 }
             };
-            if ready > 0 {
-                let len = self.plain.len();
-                self.plain.resize(len + ready, 0);
-                if let Err(e) = self.conn.reader().read_exact(&mut self.plain[len..]) {
-                    self.plain.truncate(len);
-                    return self.fail(AuthFailure::Tls(e.to_string()));
-                }
+            // Taken chunk by chunk from rustls' buffer: reading into a slice would first
+            // have to zero it, one more pass over every byte received.
+            let mut left = ready;
+            while left > 0 {
+                let mut reader = self.conn.reader();
+                let chunk = match reader.fill_buf() {
+                    Ok(chunk) if !chunk.is_empty() => chunk,
+                    Ok(_) => return self.fail(AuthFailure::Tls("plaintext announced but not readable".into())),
+                    Err(e) => return self.fail(AuthFailure::Tls(e.to_string())),
+                };
+                let n = chunk.len().min(left);
+                self.plain.extend_from_slice(&chunk[..n]);
+                reader.consume(n);
+                left -= n;
             }
             if n == 0 {
                 break;
