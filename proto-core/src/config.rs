@@ -125,7 +125,7 @@ pub struct Config {
     /// duplicates. Default 60 s.
     pub seen_ttl: Duration,
     /// Most message IDs remembered; when full the oldest go early (counted). Default 262,144
-    /// (about 5 MiB at most).
+    /// (a table of 4 MiB when full, briefly 6 MiB while it grows).
     pub seen_capacity: usize,
     /// How far back a node offers recent floods to a new neighbor (Digest, then Want): a node
     /// that was cut off for less than this, or two parts of a mesh that merge, catch up on what
