@@ -312,7 +312,7 @@ impl Builder {
     /// a new one is taken when less than a quarter is left. Larger reads cost fewer system calls
     /// and wake-ups per message; the cost is memory, since a received flood the node keeps for
     /// recovery keeps its allocation alive. Default 128 KiB (on loopback at 1 KiB per message,
-    /// 0–21% more messages per second than 64 KiB, median 12%; see BENCHMARKS.md).
+    /// a few percent more messages per second than 64 KiB; see BENCHMARKS.md, section 3b).
     pub fn read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes.max(MIN_READ_BUFFER);
         self
