@@ -44,10 +44,6 @@ const ACCEPTS_PER_ROUND: usize = 64;
 const COMMANDS_PER_ROUND: usize = 256;
 /// Most slices in one vectored write (well under every OS's IOV_MAX).
 const MAX_IOVECS: usize = 128;
-/// Default size of the allocation socket reads share (see `Builder::read_buffer`).
-const DEFAULT_READ_BUFFER: usize = 128 * 1024;
-/// The smallest read allocation a builder accepts.
-const MIN_READ_BUFFER: usize = 4 * 1024;
 
 /// Builds and opens a [`MioNode`].
 #[derive(Debug, Clone)]
@@ -90,7 +86,9 @@ impl Default for Builder {
             deliver_timeout: Duration::from_millis(100),
             forward_wait: Duration::from_millis(250),
             write_window: 64 * 1024,
-            read_chunk: DEFAULT_READ_BUFFER,
+            // Within the largest frame at the default `max_message_size`, as in the tokio
+            // adapter: the forward-room check before a read covers one largest flood.
+            read_chunk: 64 * 1024,
             external_resolver: false,
             security: SecurityOptions::default(),
         }
@@ -234,15 +232,6 @@ impl Builder {
     /// Bytes taken from the core ahead of each socket at most. Default 64 KiB.
     pub fn write_window(mut self, bytes: usize) -> Self {
         self.write_window = bytes.max(1);
-        self
-    }
-
-    /// Size of the buffer that socket reads share: each read takes what is left of it, and a
-    /// new one is taken when less than a quarter is left. Larger reads cost fewer system calls
-    /// per message; the cost is memory, since a received flood the node keeps for recovery
-    /// keeps its buffer alive. Default 128 KiB, as in the tokio adapter.
-    pub fn read_buffer(mut self, bytes: usize) -> Self {
-        self.read_chunk = bytes.max(MIN_READ_BUFFER);
         self
     }
 

@@ -29,10 +29,6 @@ use crate::stats::NodeStats;
 /// Local sends that may wait for the node's task at once, beyond those the core is holding
 /// back: the queue between senders and the node stays small and bounded.
 const SEND_QUEUE: usize = 64;
-/// Default size of the allocation socket reads share (see `Builder::read_buffer`).
-const DEFAULT_READ_BUFFER: usize = 128 * 1024;
-/// The smallest read allocation a builder accepts.
-const MIN_READ_BUFFER: usize = 4 * 1024;
 
 /// Builds and opens a [`PeerNode`]. Start with [`PeerNode::builder`].
 ///
@@ -70,7 +66,6 @@ pub struct Builder {
     deliver_timeout: Duration,
     forward_wait: Duration,
     write_window: usize,
-    read_buffer: usize,
     security: SecurityOptions,
 }
 
@@ -112,7 +107,6 @@ impl Default for Builder {
             deliver_timeout: Duration::from_millis(100),
             forward_wait: Duration::from_millis(250),
             write_window: 64 * 1024,
-            read_buffer: DEFAULT_READ_BUFFER,
             security: SecurityOptions::default(),
         }
     }
@@ -308,16 +302,6 @@ impl Builder {
         self
     }
 
-    /// Size of the allocation that socket reads share: each read takes what is left of it, and
-    /// a new one is taken when less than a quarter is left. Larger reads cost fewer system calls
-    /// and wake-ups per message; the cost is memory, since a received flood the node keeps for
-    /// recovery keeps its allocation alive. Default 128 KiB (on loopback at 1 KiB per message,
-    /// a few percent more messages per second than 64 KiB; see BENCHMARKS.md, section 3b).
-    pub fn read_buffer(mut self, bytes: usize) -> Self {
-        self.read_buffer = bytes.max(MIN_READ_BUFFER);
-        self
-    }
-
     /// Binds the listener, starts the node's task and joins the mesh. Returns once the node
     /// has its first neighbor (or at once with [`open_alone`](Self::open_alone)) and, with a
     /// resolver, once its registration finished (so the next node can find it), or fails with
@@ -417,7 +401,12 @@ impl Builder {
             settings: Settings {
                 deliver_timeout: self.deliver_timeout,
                 write_window: self.write_window,
-                read_chunk: self.read_buffer,
+                // Within the largest frame at the default `max_message_size`: `has_forward_room`
+                // pauses reading unless every neighbor's queue can take one largest flood, so a
+                // read should not queue more than that. 128 KiB reads were tried: one read then
+                // overflowed a slow neighbor's queue and the neighbor was evicted
+                // (backpressure.rs::forwarded_traffic_is_slowed_to_a_slow_reader_instead_of_evicting_it).
+                read_chunk: 64 * 1024,
                 open_alone: self.open_alone,
                 open_timeout: self.open_timeout,
                 forward_wait: self.forward_wait,
