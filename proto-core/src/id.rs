@@ -39,6 +39,15 @@ impl fmt::Display for NodeId {
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct MessageId(pub [u8; 16]);
 
+impl MessageId {
+    /// The ID as two little-endian 64-bit halves (first 8 bytes, last 8 bytes): what the seen
+    /// cache fingerprints and what own IDs are tagged by.
+    pub(crate) fn halves(&self) -> (u64, u64) {
+        let v = u128::from_le_bytes(self.0);
+        (v as u64, (v >> 64) as u64)
+    }
+}
+
 impl core::hash::Hash for MessageId {
     // One 128-bit write instead of a length prefix and a byte slice: the seen cache hashes an
     // ID for every flood copy received.

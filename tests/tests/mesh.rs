@@ -86,7 +86,7 @@ async fn check_exactly_once(nodes: &[PeerNode], channels: &mut [Channel], sender
         if missing > 0 {
             let s = nodes[i].stats().await.unwrap().core;
             panic!(
-                "node {i} is missing {missing} of {want} messages (core: {} delivered, {} without an open channel, {} recovered, {} neighbors lost)",
+                "node {i} is missing {missing} of {want} messages (core: {} delivered, {} without an open channel, {} asked for again by Want, {} neighbors lost)",
                 s.delivered,
                 s.no_channel,
                 s.recovery_wanted,

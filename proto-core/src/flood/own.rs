@@ -35,9 +35,7 @@ impl OwnIds {
 
     /// Whether `id` is one this node drew (or, with probability 2^-64, a forgery by luck).
     pub fn is_own(&self, id: &MessageId) -> bool {
-        let (r, tag) = id.0.split_at(8);
-        let r = u64::from_le_bytes(r.try_into().unwrap_or_default());
-        let tag = u64::from_le_bytes(tag.try_into().unwrap_or_default());
+        let (r, tag) = id.halves();
         tag == self.tag(r)
     }
 

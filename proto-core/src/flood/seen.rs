@@ -150,9 +150,7 @@ impl SeenCache {
     /// collision is as rare as a random one. A plain multiply-and-fold hash is not enough here:
     /// it was fine for choosing table slots, but structured IDs made whole fingerprints collide.
     fn fingerprint(&self, id: &MessageId) -> u64 {
-        let (lo, hi) = id.0.split_at(8);
-        let lo = u64::from_le_bytes(lo.try_into().unwrap_or_default());
-        let hi = u64::from_le_bytes(hi.try_into().unwrap_or_default());
+        let (lo, hi) = id.halves();
         (mix(mix(lo ^ self.key[0]) ^ hi ^ self.key[1]) & !GENERATION_BIT).max(1)
     }
 
