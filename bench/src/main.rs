@@ -192,13 +192,7 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    if args.window.warmup < 0.0
-        || args.window.duration <= 0.0
-        || !args.window.warmup.is_finite()
-        || !args.window.duration.is_finite()
-    {
-        return Err("--warmup must be ≥ 0 and --duration > 0".into());
-    }
+    args.window.check()?;
     let jobs = jobs(args)?;
     if args.single {
         let [job] = jobs[..] else { return Err("--single needs exactly one scenario, size, security and mode".into()) };

@@ -28,6 +28,22 @@ pub struct Window {
     pub json: bool,
 }
 
+impl Window {
+    /// Checks the window before anything runs: seconds that `Duration` can hold (a negative or
+    /// infinite value would panic there), warm-up ≥ 0, duration > 0, and under an hour in all.
+    pub fn check(&self) -> Result<(), String> {
+        let ok = self.warmup >= 0.0 && self.duration > 0.0 && self.warmup + self.duration < 3600.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "--warmup and --duration must be seconds, warmup ≥ 0 and duration > 0, under an hour together (got {} and {})",
+                self.warmup, self.duration
+            ))
+        }
+    }
+}
+
 /// The message sizes of the whole matrix (`--size all`).
 pub const SIZES: [usize; 3] = [64, 1024, 65536];
 

@@ -108,9 +108,8 @@ async fn main() {
         Security::Signed => vec![true],
         Security::All => vec![false, true],
     };
-    if !(args.window.warmup >= 0.0 && args.window.duration > 0.0 && args.window.warmup + args.window.duration < 3600.0)
-    {
-        eprintln!("gossipsub-bench: --warmup and --duration must be seconds, warmup ≥ 0, duration > 0");
+    if let Err(e) = args.window.check() {
+        eprintln!("gossipsub-bench: {e}");
         std::process::exit(2);
     }
     // Whatever happens, the process ends: set-up, window, grace and teardown of every run.

@@ -49,7 +49,7 @@ const SUBJECT: &str = "peerchannel.bench";
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let sizes = stamp::parse_sizes(&args.size).unwrap_or_else(|e| {
+    let sizes = stamp::parse_sizes(&args.size).and_then(|s| args.window.check().map(|()| s)).unwrap_or_else(|e| {
         eprintln!("nats-bench: {e}");
         std::process::exit(2);
     });
