@@ -662,3 +662,56 @@ fn one_public_network_cannot_hold_every_neighbor_slot() {
     assert!(neighbors.contains(&d) && neighbors.contains(&e));
     f.healthy_still_works(99);
 }
+
+/// The frames queued for `link`, decoded (the adapter's pulls, without a socket).
+fn sent_frames(node: &mut Node, link: LinkId) -> Vec<Frame> {
+    let mut bytes = BytesMut::new();
+    while let Some(b) = node.poll_transmit(link, usize::MAX) {
+        bytes.put_slice(&b);
+    }
+    let mut bytes = bytes.freeze();
+    let mut frames = Vec::new();
+    while let Some(f) = split_frame(&mut bytes, 1 << 20).unwrap() {
+        frames.push(decode_frame(&f).unwrap());
+    }
+    frames
+}
+
+#[test]
+fn an_echo_of_an_own_flood_is_dropped_and_its_id_never_wanted() {
+    // Own IDs are recognised by their keyed tag, not by a seen-cache entry: an echo must still
+    // be a duplicate (not delivered, not forwarded), and a Digest naming it must not make the
+    // node ask for its own flood back.
+    let mut f = Fixture::new();
+    let echoer = f.inbound(HOSTILE);
+    let chat = ChannelPath::new("/chat").unwrap();
+    let id = f.node.send(f.now, &chat, Bytes::from_static(b"mine")).unwrap();
+    f.drain();
+    for link in [f.healthy, echoer] {
+        assert!(sent_frames(&mut f.node, link).iter().any(|fr| matches!(fr, Frame::Flood(fl) if fl.id == id)));
+    }
+
+    let before = f.node.stats();
+    let mut echo = BytesMut::new();
+    encode_flood_header(7, 8, &id.0, ME, b"/chat", 4, &mut echo);
+    echo.put_slice(b"mine");
+    f.feed(echoer, echo.freeze());
+    let after = f.node.stats();
+    assert_eq!(after.duplicates, before.duplicates + 1, "the echo was not taken for a duplicate");
+    assert_eq!(after.delivered, before.delivered, "the node delivered its own message");
+    assert!(sent_frames(&mut f.node, f.healthy).is_empty(), "the echo was forwarded");
+
+    // A new neighbor offers the node's own ID and a foreign one: only the foreign one is wanted.
+    let offerer = f.inbound(HOSTILE + 1);
+    let _ = sent_frames(&mut f.node, offerer);
+    let foreign = MessageId([9; 16]);
+    f.feed(offerer, frame(&Frame::Digest(vec![id, foreign])));
+    let wants: Vec<Vec<MessageId>> = sent_frames(&mut f.node, offerer)
+        .into_iter()
+        .filter_map(|fr| match fr {
+            Frame::Want(ids) => Some(ids),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(wants, vec![vec![foreign]]);
+}
