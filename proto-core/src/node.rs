@@ -343,13 +343,15 @@ impl Node {
     /// Zero means the queue is empty (a closing link is then forgotten, as with `poll_transmit`).
     pub fn poll_transmit_into(&mut self, link: LinkId, max: usize, out: &mut Vec<Bytes>) -> usize {
         let Some(l) = self.links.get_mut(&link) else { return 0 };
-        let tls = l.security.as_ref().is_some_and(|s| s.tls.is_some());
         let mut taken = 0;
-        while taken < max {
-            let next = if tls { pull_tls(l, max - taken) } else { l.queue.pop(max - taken) };
-            let Some(b) = next else { break };
-            taken += b.len();
-            out.push(b);
+        if l.security.as_ref().is_some_and(|s| s.tls.is_some()) {
+            while taken < max {
+                let Some(b) = pull_tls(l, max - taken) else { break };
+                taken += b.len();
+                out.push(b);
+            }
+        } else {
+            taken = l.queue.pop_into(max, out);
         }
         if taken > 0 {
             l.waiting_since = Some(self.now);
@@ -1119,7 +1121,7 @@ impl Node {
             }
             link.utility.on_sent();
             self.stats.recovery_resent += 1;
-            push_chunks(link, [head, rest], now, self.stats.bytes_received, &mut self.outputs);
+            push_frame(link, head, rest, now, self.stats.bytes_received, &mut self.outputs);
         }
     }
 
@@ -1378,7 +1380,7 @@ impl Node {
         }
         self.stats.control_frames_sent += 1;
         self.stats.control_bytes_sent += bytes.len() as u64;
-        push_chunks(link, [bytes], now, self.stats.bytes_received, &mut self.outputs);
+        push_frame(link, bytes, Bytes::new(), now, self.stats.bytes_received, &mut self.outputs);
     }
 
     /// Queues a flood (header, then the shared payload); a neighbor whose queue cannot take it
@@ -1400,24 +1402,21 @@ impl Node {
             return;
         }
         link.utility.on_sent();
-        push_chunks(link, [head, rest], now, rx, &mut self.outputs);
+        push_frame(link, head, rest, now, rx, &mut self.outputs);
         self.stats.floods_queued += 1;
     }
 
     /// Queues a flood's two chunks to every neighbor but `except`; the last one gets the
     /// caller's handles, the others share them (a reference count each, never a copy).
     fn queue_to_all(&mut self, now: Instant, except: Option<LinkId>, head: Bytes, rest: Bytes, signer: Option<NodeId>) {
-        let ids = self.connected_links(except);
-        if let Some((last, others)) = ids.split_last() {
-            for id in others {
-                self.queue_flood(now, *id, head.clone(), rest.clone(), signer);
-            }
-            self.queue_flood(now, *last, head, rest, signer);
+        // A copy of the list, since queueing may evict a neighbor; copying is cheaper than a
+        // filtered collect on this path.
+        let ids = SmallVec::<[LinkId; 8]>::from_slice(&self.neighbors);
+        let Some(last) = ids.iter().rposition(|id| Some(*id) != except) else { return };
+        for id in ids[..last].iter().filter(|id| Some(**id) != except) {
+            self.queue_flood(now, *id, head.clone(), rest.clone(), signer);
         }
-    }
-
-    fn connected_links(&self, except: Option<LinkId>) -> SmallVec<[LinkId; 8]> {
-        self.neighbors.iter().copied().filter(|id| Some(*id) != except).collect()
+        self.queue_flood(now, ids[last], head, rest, signer);
     }
 
     // ----- flooding -----------------------------------------------------------------------
@@ -1620,20 +1619,13 @@ fn pull_tls(l: &mut Link, max: usize) -> Option<Bytes> {
     Some(sec.pending.split_to(n))
 }
 
-fn push_chunks<const N: usize>(
-    link: &mut Link,
-    chunks: [Bytes; N],
-    now: Instant,
-    rx_mark: u64,
-    outputs: &mut VecDeque<Output>,
-) {
+#[inline]
+fn push_frame(link: &mut Link, head: Bytes, rest: Bytes, now: Instant, rx_mark: u64, outputs: &mut VecDeque<Output>) {
     let was_empty = link.queue.is_empty();
     if was_empty {
         link.waiting_since = Some(now);
     }
-    for c in chunks {
-        link.queue.push(c, rx_mark);
-    }
+    link.queue.push(head, rest, rx_mark);
     link.last_send = now;
     if was_empty && !link.queue.is_empty() {
         outputs.push_back(Output::Transmit { link: link.id });

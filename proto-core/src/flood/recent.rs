@@ -99,9 +99,13 @@ impl RecentStore {
     /// Drops what is too old, too much, or keeps too many received bytes alive. Called on every
     /// record and by the node's periodic maintenance, so a node that went quiet lets go too.
     pub fn evict(&mut self, now: Instant, rx_total: u64) {
+        // The bounds as the oldest kept entry's own values, worked out once: this runs for
+        // every relayed flood.
+        let oldest_at = now - self.window; // saturating
+        let oldest_mark = rx_total.saturating_sub(self.cap_bytes as u64);
         while let Some(front) = self.entries.front() {
-            let fresh = now.saturating_duration_since(front.at) <= self.window;
-            let pinned = rx_total.saturating_sub(front.rx_mark) <= self.cap_bytes as u64;
+            let fresh = front.at >= oldest_at;
+            let pinned = front.rx_mark >= oldest_mark;
             if fresh && pinned && self.bytes <= self.cap_bytes && self.entries.len() <= MAX_STORED {
                 break;
             }

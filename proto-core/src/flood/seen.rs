@@ -43,6 +43,8 @@ pub struct SeenCache {
     /// When the newest generation started.
     newest_since: Instant,
     span: Duration,
+    /// `span` in nanoseconds (saturated).
+    span_nanos: u64,
     capacity: usize,
     evicted_early: u64,
     key: [u64; 2],
@@ -53,12 +55,14 @@ impl SeenCache {
     /// fingerprints so a peer cannot choose IDs that collide (take it from the node's seeded
     /// randomness).
     pub fn new(ttl: Duration, capacity: usize, key: [u64; 2], now: Instant) -> Self {
+        let span = ttl.max(Duration::from_nanos(1));
         SeenCache {
             table: GenerationTable::default(),
             newest: 0,
             newest_len: 0,
             newest_since: now,
-            span: ttl.max(Duration::from_nanos(1)),
+            span,
+            span_nanos: u64::try_from(span.as_nanos()).unwrap_or(u64::MAX),
             capacity: capacity.max(1),
             evicted_early: 0,
             key,
@@ -114,9 +118,13 @@ impl SeenCache {
     /// Drops the older generation when its time is up. Called on every insert and on the
     /// node's timer ticks, so an idle node also frees its memory.
     pub fn rotate(&mut self, now: Instant) {
+        // The common case, on every insert, in plain integers.
+        if now.as_nanos().saturating_sub(self.newest_since.as_nanos()) < self.span_nanos {
+            return;
+        }
         let since = now.saturating_duration_since(self.newest_since);
         if since < self.span {
-            return;
+            return; // a span beyond u64 nanoseconds
         }
         // One span passed: the older generation expires. Two or more: everything does.
         if since >= self.span * 2 {
