@@ -67,9 +67,9 @@
 //! full socket, and dropped when they are written. At most [`Builder::write_window`] bytes per
 //! connection are taken from the core's bounded queue ahead of the socket; partial writes
 //! keep the rest in place. Reads pause while a channel queue is full (up to
-//! [`Builder::deliver_timeout`], then that channel drops, counted) and while a neighbor's
-//! queue could not take another largest flood (up to [`Builder::forward_wait`]), so TCP flow
-//! control slows the senders upstream. Connections beyond the token range are refused.
+//! [`Builder::deliver_timeout`], then that channel drops, counted), and on a link whose
+//! received flood waits for room in a neighbor's queue (up to [`Builder::forward_wait`]), so
+//! TCP flow control slows the senders upstream. Connections beyond the token range are refused.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 

@@ -61,7 +61,7 @@ pub struct Builder {
     event_capacity: usize,
     handle_capacity: usize,
     deliver_timeout: Duration,
-    forward_wait: Duration,
+    forward_wait: Option<Duration>,
     write_window: usize,
     read_chunk: usize,
     external_resolver: bool,
@@ -84,7 +84,7 @@ impl Default for Builder {
             event_capacity: 1024,
             handle_capacity: 256,
             deliver_timeout: Duration::from_millis(100),
-            forward_wait: Duration::from_millis(250),
+            forward_wait: None,
             write_window: 64 * 1024,
             // Within the largest frame at the default `max_message_size`, as in the tokio
             // adapter: the forward-room check before a read covers one largest flood.
@@ -221,11 +221,12 @@ impl Builder {
         self
     }
 
-    /// How long the node stops reading while a neighbor's queue cannot take another largest
-    /// flood, so TCP flow control slows the senders upstream; after that the core's eviction
-    /// of a neighbor that does not drain (NodeTooSlow) bounds memory. Default 250 ms.
+    /// How long a received flood may wait for room in a neighbor's queue (sets
+    /// [`Config::forward_wait`]): meanwhile the node does not read the link it came on, so TCP
+    /// flow control slows the senders upstream; after that the flood goes on and the core
+    /// evicts a neighbor still without room (NodeTooSlow), which bounds memory. Default 250 ms.
     pub fn forward_wait(mut self, wait: Duration) -> Self {
-        self.forward_wait = wait;
+        self.forward_wait = Some(wait);
         self
     }
 
@@ -261,6 +262,9 @@ impl Builder {
         config.mesh = mesh.clone();
         config.seed = seed;
         config.bootstrap.extend(self.bootstrap.iter().copied());
+        if let Some(wait) = self.forward_wait {
+            config.forward_wait = wait;
+        }
         if config.bootstrap.is_empty() && !self.open_alone && !self.external_resolver {
             return Err(Error::NoPeers);
         }
@@ -295,7 +299,6 @@ impl Builder {
             channels: BTreeMap::new(),
             stalled: VecDeque::new(),
             stall_deadline: None,
-            congested_since: None,
             events: VecDeque::new(),
             resolve_requests: VecDeque::new(),
             inputs: VecDeque::new(),
@@ -309,7 +312,6 @@ impl Builder {
                 event_capacity: self.event_capacity,
                 handle_capacity: self.handle_capacity,
                 deliver_timeout: self.deliver_timeout,
-                forward_wait: self.forward_wait,
                 write_window: self.write_window,
                 read_chunk: self.read_chunk,
                 external_resolver: self.external_resolver,
@@ -331,7 +333,6 @@ struct Settings {
     event_capacity: usize,
     handle_capacity: usize,
     deliver_timeout: Duration,
-    forward_wait: Duration,
     write_window: usize,
     read_chunk: usize,
     external_resolver: bool,
@@ -423,8 +424,6 @@ pub struct MioNode {
     /// Deliveries waiting for room in a full channel queue (reads pause meanwhile).
     stalled: VecDeque<Message>,
     stall_deadline: Option<Instant>,
-    /// Since when reads pause because a neighbor's queue cannot take another largest flood.
-    congested_since: Option<Instant>,
     events: VecDeque<Event>,
     resolve_requests: VecDeque<ResolveRequest>,
     inputs: VecDeque<Input>,
@@ -697,7 +696,6 @@ impl MioNode {
             }
         };
         consider(self.stall_deadline);
-        consider(self.congested_since.map(|t| t + self.settings.forward_wait));
         for c in self.conns.values() {
             consider(c.closing);
         }
@@ -731,7 +729,8 @@ impl MioNode {
             progress |= self.accept();
             progress |= self.connects();
             progress |= self.deliver_stalled();
-            if !self.reads_paused() {
+            // A full channel queue pauses all reads (see `deliver_timeout`).
+            if self.stalled.is_empty() {
                 progress |= self.reads();
             }
             progress |= self.writes();
@@ -1015,33 +1014,16 @@ impl MioNode {
         progress
     }
 
-    /// Whether to hold off reading: a channel queue is full, or a neighbor's send queue
-    /// could not take another largest flood (reading on would make the core evict it at the
-    /// next forward; pausing lets TCP slow the senders upstream). A forward pause lasts at
-    /// most `forward_wait`.
-    fn reads_paused(&mut self) -> bool {
-        if !self.stalled.is_empty() {
-            return true;
-        }
-        if self.settings.forward_wait.is_zero() || self.node.has_forward_room() {
-            self.congested_since = None;
-            return false;
-        }
-        let now = Instant::now();
-        let since = *self.congested_since.get_or_insert_with(|| {
-            self.stats.forward_stalls += 1;
-            now
-        });
-        now < since + self.settings.forward_wait
-    }
-
     fn reads(&mut self) -> bool {
         let mut progress = false;
         let mut ended: Vec<(LinkId, Option<io::ErrorKind>)> = Vec::new();
         let mut received: Vec<(LinkId, Bytes)> = Vec::new();
         let chunk = self.settings.read_chunk;
         for (&link, c) in self.conns.iter_mut() {
-            if c.state != ConnState::Open || !c.readable {
+            // A flood from this link waits for room in a neighbor's queue: leave its bytes in
+            // the socket, so TCP slows the sender (the core asks for a timeout when it goes on,
+            // and edge-triggered readiness is kept in `readable`).
+            if c.state != ConnState::Open || !c.readable || self.node.reads_paused(link) {
                 continue;
             }
             // The buffer is kept initialised: only the part handed out is zeroed again. Reads

@@ -52,9 +52,6 @@ pub struct AdapterStats {
     pub deliveries_dropped: u64,
     /// Times the node paused reading because a channel's queue was full.
     pub delivery_stalls: u64,
-    /// Times the node paused reading because a neighbor's queue could not take another
-    /// largest flood (see [`Builder::forward_wait`](crate::Builder::forward_wait)).
-    pub forward_stalls: u64,
     /// Messages waiting in channel queues now.
     pub channel_queued: usize,
     /// Events dropped because the event queue was full (the oldest go first).

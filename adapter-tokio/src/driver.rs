@@ -67,7 +67,6 @@ pub(crate) struct Settings {
     pub(crate) read_chunk: usize,
     pub(crate) open_alone: bool,
     pub(crate) open_timeout: Duration,
-    pub(crate) forward_wait: Duration,
 }
 
 enum TaskDone {
@@ -130,8 +129,6 @@ pub(crate) struct Driver {
     /// Deliveries waiting for room in a full channel queue (reads pause meanwhile).
     stalled: VecDeque<(u64, Message)>,
     stall_deadline: Option<Instant>,
-    /// When reading paused because a neighbor's queue could not take another largest flood.
-    congested_since: Option<Instant>,
     events: Vec<Arc<Mailbox<Event>>>,
     inputs: VecDeque<Input>,
     timer: Pin<Box<Sleep>>,
@@ -179,7 +176,6 @@ impl Driver {
             paths: BTreeMap::new(),
             stalled: VecDeque::new(),
             stall_deadline: None,
-            congested_since: None,
             events: Vec::new(),
             inputs: VecDeque::new(),
             timer: Box::pin(tokio::time::sleep_until(now)),
@@ -219,7 +215,7 @@ impl Driver {
             progress |= self.poll_tasks(cx);
             progress |= self.poll_accept(cx);
             progress |= self.poll_stalled(cx);
-            if self.stalled.is_empty() && !self.forward_congested() {
+            if self.stalled.is_empty() {
                 progress |= self.poll_reads(cx);
             }
             progress |= self.poll_sends(cx);
@@ -448,25 +444,6 @@ impl Driver {
         progress
     }
 
-    /// Whether to hold off reading because a neighbor's send queue could not take another
-    /// largest flood. Reading on would make the core evict that neighbor (NodeTooSlow) at the
-    /// next forward; pausing instead lets TCP's flow control slow the upstream senders, so a
-    /// neighbor that is slow but alive keeps up. A pause lasts at most `forward_wait`; after
-    /// that the node reads on and the core's eviction bounds memory as usual.
-    fn forward_congested(&mut self) -> bool {
-        let room = self.node.has_forward_room();
-        if self.settings.forward_wait.is_zero() || room {
-            self.congested_since = None;
-            return false;
-        }
-        let now = Instant::now();
-        let since = *self.congested_since.get_or_insert_with(|| {
-            self.stats.forward_stalls += 1;
-            now
-        });
-        now < since + self.settings.forward_wait
-    }
-
     // ----- commands and tasks -------------------------------------------------------------
 
     fn poll_commands(&mut self, cx: &mut Context<'_>) -> bool {
@@ -691,6 +668,11 @@ impl Driver {
         let mut ended: Vec<(LinkId, Option<io::ErrorKind>)> = Vec::new();
         let mut received: Vec<(LinkId, Bytes)> = Vec::new();
         for (&link, c) in self.conns.iter_mut() {
+            // A flood from this link waits for room in a neighbor's queue: leave its bytes in
+            // the socket, so TCP slows the sender (the core wakes the loop when it goes on).
+            if self.node.reads_paused(link) {
+                continue;
+            }
             loop {
                 match c.stream.poll_read_ready(cx) {
                     Poll::Pending => break,
@@ -923,7 +905,6 @@ impl Driver {
                 }
             };
             consider(self.stall_deadline);
-            consider(self.congested_since.map(|t| t + self.settings.forward_wait));
             for c in self.conns.values() {
                 consider(c.closing);
             }

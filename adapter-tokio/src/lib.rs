@@ -39,10 +39,10 @@
 //! - **Sending**: [`Channel::send`] waits while the core reports its outbound budget spent (a
 //!   neighbor's send queue, `Config::link_queue_bytes`, is full). The wait ends as soon as the
 //!   socket drains, or when the core evicts a neighbor that does not read (NodeTooSlow).
-//! - **Forwarding**: when a neighbor's queue could not take another largest flood, the node
-//!   stops reading from its neighbors for up to [`Builder::forward_wait`], so TCP flow control
-//!   slows the senders upstream and a slow but live neighbor keeps up. A neighbor still not
-//!   draining after that is evicted by the core (NodeTooSlow), which bounds memory.
+//! - **Forwarding**: when a received flood has no room in a neighbor's queue, it waits (up to
+//!   [`Builder::forward_wait`]) and the node stops reading the link it came on, so TCP flow
+//!   control slows the senders upstream and a slow but live neighbor keeps up. A neighbor
+//!   still without room after that is evicted by the core (NodeTooSlow), which bounds memory.
 //! - **Writing**: at most [`Builder::write_window`] bytes per connection leave the core's queue
 //!   ahead of the socket.
 //! - **Receiving**: each [`Channel`] queues at most [`Builder::channel_capacity`] messages;

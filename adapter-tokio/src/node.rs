@@ -64,7 +64,7 @@ pub struct Builder {
     channel_capacity: usize,
     event_capacity: usize,
     deliver_timeout: Duration,
-    forward_wait: Duration,
+    forward_wait: Option<Duration>,
     write_window: usize,
     security: SecurityOptions,
 }
@@ -105,7 +105,7 @@ impl Default for Builder {
             channel_capacity: 1024,
             event_capacity: 1024,
             deliver_timeout: Duration::from_millis(100),
-            forward_wait: Duration::from_millis(250),
+            forward_wait: None,
             write_window: 64 * 1024,
             security: SecurityOptions::default(),
         }
@@ -284,13 +284,14 @@ impl Builder {
         self
     }
 
-    /// How long the node stops reading from its neighbors while one neighbor's send queue
-    /// cannot take another largest flood. The pause lets TCP flow control slow the upstream
-    /// senders so a neighbor that is slow but alive keeps up instead of being evicted; after
-    /// it the node reads on, and a neighbor whose queue overflows is evicted (NodeTooSlow),
-    /// which bounds memory. Zero never pauses. Default 250 ms.
+    /// How long a received flood may wait for room in a neighbor's send queue (sets
+    /// [`Config::forward_wait`]). While one waits, the node stops reading the link it came on,
+    /// so TCP flow control slows the senders upstream and a neighbor that is slow but alive
+    /// keeps up instead of being evicted; after it the flood goes on, and a neighbor still
+    /// without room is evicted (NodeTooSlow), which bounds memory. Zero never waits. Default
+    /// 250 ms.
     pub fn forward_wait(mut self, wait: Duration) -> Self {
-        self.forward_wait = wait;
+        self.forward_wait = Some(wait);
         self
     }
 
@@ -320,6 +321,9 @@ impl Builder {
         config.mesh = mesh.clone();
         config.seed = seed;
         config.bootstrap.extend(self.bootstrap.iter().copied());
+        if let Some(wait) = self.forward_wait {
+            config.forward_wait = wait;
+        }
         let security = self.security;
         let applied = if security.needs_derivation() {
             // PBKDF2 takes a fraction of a second on purpose: not on an async thread.
@@ -401,15 +405,9 @@ impl Builder {
             settings: Settings {
                 deliver_timeout: self.deliver_timeout,
                 write_window: self.write_window,
-                // Within the largest frame at the default `max_message_size`: `has_forward_room`
-                // pauses reading unless every neighbor's queue can take one largest flood, so a
-                // read should not queue more than that. 128 KiB reads were tried: one read then
-                // overflowed a slow neighbor's queue and the neighbor was evicted
-                // (backpressure.rs::forwarded_traffic_is_slowed_to_a_slow_reader_instead_of_evicting_it).
                 read_chunk: 64 * 1024,
                 open_alone: self.open_alone,
                 open_timeout: self.open_timeout,
-                forward_wait: self.forward_wait,
             },
             listener,
             resolver,

@@ -138,6 +138,15 @@ pub struct Config {
     /// Bytes queued per link before a forwarded flood evicts the neighbor as NodeTooSlow and a
     /// local send is refused with `SendError::Busy`. Default 256 KiB.
     pub link_queue_bytes: usize,
+    /// How long a received flood may wait for room in the neighbors' queues. While one waits,
+    /// the node processes nothing more from that link and asks the adapter not to read it
+    /// ([`Node::reads_paused`](crate::Node::reads_paused)), so TCP's flow control slows the
+    /// senders upstream and a neighbor that is slow but alive keeps up instead of being evicted.
+    /// After this long the flood goes on anyway and a neighbor still without room is evicted
+    /// as NodeTooSlow (which is what bounds memory). Zero evicts at once. Must be shorter than
+    /// `idle_timeout`. Default 250 ms: long enough to ride out a burst on a busy link, short
+    /// against the idle timeout (15 s) and a user's patience.
+    pub forward_wait: Duration,
 
     /// Link encryption, authentication and flood signing. Default: none (see
     /// [`Security`]; every member of a mesh must use the same mode and credential kind).
@@ -183,6 +192,7 @@ impl Config {
             seen_ttl: Duration::from_secs(60),
             seen_capacity: 1 << 18,
             link_queue_bytes: 256 * 1024,
+            forward_wait: Duration::from_millis(250),
             recovery_window: Some(Duration::from_secs(30)),
             recovery_store_bytes: 4 * 1024 * 1024,
             security: Security::none(),
@@ -223,6 +233,9 @@ impl Config {
         }
         if self.idle_timeout <= self.keepalive_interval {
             return Err(ConfigError::IdleNotAboveKeepalive);
+        }
+        if self.forward_wait >= self.idle_timeout {
+            return Err(ConfigError::ForwardWaitNotBelowIdle);
         }
         if self.max_handshakes_per_ip == 0
             || self.max_floods_per_neighbor_per_sec == Some(0)
@@ -279,6 +292,9 @@ mod tests {
         let mut c = cfg();
         c.idle_timeout = c.keepalive_interval;
         assert_eq!(c.validate(), Err(ConfigError::IdleNotAboveKeepalive));
+        let mut c = cfg();
+        c.forward_wait = c.idle_timeout;
+        assert_eq!(c.validate(), Err(ConfigError::ForwardWaitNotBelowIdle));
         let mut c = cfg();
         c.max_referrals = 11;
         assert_eq!(c.validate(), Err(ConfigError::TooManyReferrals(11)));

@@ -37,6 +37,9 @@ pub enum ConfigError {
     },
     /// The idle timeout must be longer than the keepalive interval, or live links would close.
     IdleNotAboveKeepalive,
+    /// `forward_wait` must be shorter than `idle_timeout`: a link held that long would look
+    /// idle to its own timers.
+    ForwardWaitNotBelowIdle,
     /// More listen addresses than a Connect can carry (8).
     TooManyListenAddrs(usize),
     /// A timing that must be positive is zero.
@@ -71,6 +74,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "link_queue_bytes is {queue}; it must hold at least one largest frame ({frame} bytes)")
             }
             ConfigError::IdleNotAboveKeepalive => write!(f, "idle_timeout must be longer than keepalive_interval"),
+            ConfigError::ForwardWaitNotBelowIdle => write!(f, "forward_wait must be shorter than idle_timeout"),
             ConfigError::TooManyListenAddrs(n) => write!(f, "{n} listen addresses; a node announces at most 8"),
             ConfigError::ZeroDuration => write!(f, "timeouts and intervals must be non-zero"),
             ConfigError::ZeroLimit => {

@@ -12,7 +12,7 @@ use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
 use crate::flood::{forward_hops, OwnIds, RecentStore, SeenCache, StoredHead, WARM_BATCH};
 use crate::id::{LinkId, MessageId, NodeId};
-use crate::link::{Link, LinkMap, LinkState, Role, TokenBucket};
+use crate::link::{Link, LinkMap, LinkState, Role, TokenBucket, CHUNK_OVERHEAD};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
 use crate::reason::CloseReason;
 use crate::rng::Rng;
@@ -76,6 +76,10 @@ pub struct Node {
     /// The links in state Connected, in the order they connected (kept in step with `links`
     /// by `neighbor_up` and `end_link`, the only places a link enters or leaves that state).
     neighbors: SmallVec<[LinkId; 8]>,
+    /// Links with a received flood waiting for room in the neighbors' queues.
+    held: SmallVec<[LinkId; 4]>,
+    /// A `Timer::Resume` is armed.
+    resume_armed: bool,
     next_link: u64,
     timers: Timers,
     maintainer: Maintainer,
@@ -143,6 +147,8 @@ impl Node {
             state: NodeState::Created,
             links: LinkMap::default(),
             neighbors: SmallVec::new(),
+            held: SmallVec::new(),
+            resume_armed: false,
             next_link: 1,
             timers: Timers::default(),
             repair_at: None,
@@ -183,6 +189,7 @@ impl Node {
     /// Feeds one input. Drain [`poll_output`](Self::poll_output) afterwards.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.advance(now);
+        self.resume_held(now);
         match input {
             Input::Open => self.open(now),
             Input::Close => self.close(now),
@@ -288,14 +295,15 @@ impl Node {
         self.links.values().all(|l| !l.is_connected() || l.queue.has_room(frame_bytes, self.cfg.link_queue_bytes))
     }
 
-    /// Whether every neighbor's queue could take one more flood of the largest size. While it
-    /// cannot, an adapter should stop reading from its sockets for a while: TCP flow control
-    /// then slows the senders upstream instead of this node evicting a neighbor as NodeTooSlow.
-    pub fn has_forward_room(&self) -> bool {
-        let largest = wire::LEN_PREFIX + self.max_frame;
-        self.neighbors
-            .iter()
-            .all(|id| self.links.get(id).is_none_or(|l| l.queue.has_room(largest, self.cfg.link_queue_bytes)))
+    /// Whether the adapter should stop reading `link` for now: a flood received on it waits
+    /// for room in a neighbor's queue (see [`Config::forward_wait`](crate::Config::forward_wait)).
+    /// Not reading lets TCP's flow control slow the senders upstream. The node ends the pause
+    /// by itself (after writes drain a queue it asks for [`handle_timeout`](Self::handle_timeout)
+    /// through [`poll_timeout`](Self::poll_timeout), and the wait is bounded), so the adapter
+    /// only has to ask again before each read. An adapter that reads on regardless is safe too:
+    /// the held flood then goes on with the bytes read, as if `forward_wait` were zero.
+    pub fn reads_paused(&self, link: LinkId) -> bool {
+        self.links.get(&link).is_some_and(|l| l.held_since.is_some())
     }
 
     /// Delivers floods on `path` to this node from now on.
@@ -325,6 +333,7 @@ impl Node {
             Some(b) => {
                 l.waiting_since = Some(self.now);
                 self.stats.bytes_sent += b.len() as u64;
+                self.wake_held();
                 Some(b)
             }
             None => {
@@ -356,6 +365,7 @@ impl Node {
         if taken > 0 {
             l.waiting_since = Some(self.now);
             self.stats.bytes_sent += taken as u64;
+            self.wake_held();
         } else if l.is_closing() {
             self.links.remove(&link);
             self.compact_timers();
@@ -372,8 +382,14 @@ impl Node {
     /// Runs everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
+        // Held floods first: room may have appeared, or their wait may be over.
+        self.resume_held(now);
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
+                Timer::Resume => {
+                    self.resume_armed = false;
+                    self.resume_held(now);
+                }
                 Timer::Link(id) => self.on_link_timer(now, id, at),
                 Timer::Maintainer => {
                     if self.maintainer.next_tick == at && self.state == NodeState::Open {
@@ -467,6 +483,9 @@ impl Node {
             }
             if l.assembler.buffered() > wire::LEN_PREFIX + self.max_frame + (1 << 20) {
                 return Err(format!("{} holds {} unparsed bytes", l.id, l.assembler.buffered()));
+            }
+            if l.held_since.is_some() && !self.held.contains(&l.id) {
+                return Err(format!("{} holds a flood but is not listed to resume", l.id));
             }
         }
         if self.maintainer.cache.len() > self.cfg.referral_cache_size {
@@ -774,6 +793,10 @@ impl Node {
             return;
         }
         link.last_recv = now;
+        // Bytes on a link the node asked the adapter not to read: this adapter reads on
+        // regardless, so waiting would only pile them up here. The held flood and these bytes
+        // go on now (a neighbor still without room is evicted, as with `forward_wait` zero).
+        let may_hold = link.held_since.take().is_none();
         let copied_before = link.assembler.copied_bytes();
         if link.tls_active() {
             let Some(plain) = self.decrypt(now, id, &data) else { return };
@@ -782,6 +805,14 @@ impl Node {
         } else {
             link.assembler.push(data);
         }
+        self.process_frames(now, id, copied_before, may_hold);
+    }
+
+    /// Runs the frames waiting in link `id`'s assembler through the node, until more bytes are
+    /// needed, the link ends, or a flood must wait for room (see [`must_hold`](Self::must_hold);
+    /// only if `may_hold`). `copied_before` is the assembler's copy count before the bytes now
+    /// processed arrived.
+    fn process_frames(&mut self, now: Instant, id: LinkId, copied_before: u64, may_hold: bool) {
         // A busy link delivers many floods per read. Touching their seen-cache slots first
         // lets the cache misses overlap, instead of each flood stalling on its own in turn.
         if let Some(link) = self.links.get(&id).filter(|l| l.is_connected()) {
@@ -800,6 +831,7 @@ impl Node {
             });
             seen.warm(&ids[..n]);
         }
+        let mut spare = None;
         loop {
             let Some(link) = self.links.get_mut(&id) else { return };
             if link.is_closing() {
@@ -820,7 +852,27 @@ impl Node {
                 && (ty == Some(wire::FrameType::Flood as u8) || ty == Some(wire::FrameType::SignedFlood as u8))
             {
                 match wire::decode_flood_head(&frame) {
-                    Ok(head) => self.on_flood(now, id, frame, head),
+                    Ok(head) => {
+                        if may_hold && !self.cfg.forward_wait.is_zero() {
+                            let need = wire::LEN_PREFIX + frame.len();
+                            // The neighbors' least room, worked out once per batch and then
+                            // counted down by what each flood queues: looking up every
+                            // neighbor per flood was 2% of the relay. In a signed mesh a flood
+                            // may bring a Credential frame along, so it is looked up each time.
+                            let room = match spare {
+                                Some(s) if s >= need && !head.is_signed() => s,
+                                _ => self.forward_spare(id),
+                            };
+                            if self.must_hold(now, id, need <= room) {
+                                if let Some(link) = self.links.get_mut(&id) {
+                                    link.assembler.unread(frame);
+                                }
+                                break;
+                            }
+                            spare = Some(room.saturating_sub(need + 2 * CHUNK_OVERHEAD));
+                        }
+                        self.on_flood(now, id, frame, head)
+                    }
                     Err(_) => {
                         self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
                         return;
@@ -851,6 +903,76 @@ impl Node {
             };
         }
         self.rearm_link(id);
+    }
+
+    /// The least room for a frame in the queues of the neighbors other than `from`, in the
+    /// bytes `SendQueue::has_room` would accept (`usize::MAX` without other neighbors).
+    fn forward_spare(&self, from: LinkId) -> usize {
+        let limit = self.cfg.link_queue_bytes;
+        self.neighbors
+            .iter()
+            .filter(|n| **n != from)
+            .filter_map(|n| self.links.get(n))
+            .map(|l| l.queue.room(limit))
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Whether a flood received on `from` must wait, given whether it `fits` every other
+    /// neighbor's queue: it does not fit, and the link has waited less than `forward_wait`.
+    /// While it waits, the node takes nothing more from `from` and
+    /// [`reads_paused`](Self::reads_paused) tells the adapter to stop reading it, so the senders
+    /// upstream slow down instead of this node evicting a slow neighbor. Once the wait is over
+    /// the flood goes on, and a neighbor still without room is evicted as NodeTooSlow. Any
+    /// flood may wait, even one that turns out to be a duplicate: the node cannot know before
+    /// it looks, and waiting is harmless.
+    fn must_hold(&mut self, now: Instant, from: LinkId, fits: bool) -> bool {
+        let Some(link) = self.links.get_mut(&from) else { return false };
+        if fits {
+            link.held_since = None;
+            return false;
+        }
+        match link.held_since {
+            None => {
+                link.held_since = Some(now);
+                self.stats.forward_pauses += 1;
+                if !self.held.contains(&from) {
+                    self.held.push(from);
+                }
+                true
+            }
+            Some(since) if now < since + self.cfg.forward_wait => true,
+            Some(_) => {
+                link.held_since = None;
+                self.stats.forward_waits_expired += 1;
+                false
+            }
+        }
+    }
+
+    /// Tries the held links' floods again: their neighbors may have room now, or their wait may
+    /// be over.
+    fn resume_held(&mut self, now: Instant) {
+        if self.held.is_empty() {
+            return;
+        }
+        for id in core::mem::take(&mut self.held) {
+            let Some(link) = self.links.get(&id).filter(|l| l.held_since.is_some()) else { continue };
+            let copied = link.assembler.copied_bytes();
+            self.process_frames(now, id, copied, true);
+            if self.links.get(&id).is_some_and(|l| l.held_since.is_some()) && !self.held.contains(&id) {
+                self.held.push(id);
+            }
+        }
+    }
+
+    /// Queues drained or a neighbor left while floods are held: have the adapter call
+    /// [`handle_timeout`](Self::handle_timeout) at once to try them again.
+    fn wake_held(&mut self) {
+        if !self.held.is_empty() && !self.resume_armed {
+            self.resume_armed = true;
+            self.timers.arm(self.now, Timer::Resume);
+        }
     }
 
     /// Runs received bytes through the link's TLS session; `None` if the link ended.
@@ -1165,6 +1287,8 @@ impl Node {
 
     /// Ends a link for `reason`, reports it, and repairs the mesh if it fell below `min`.
     fn end_link(&mut self, now: Instant, id: LinkId, reason: CloseReason, ending: Ending) {
+        // A neighbor leaving may be what a held flood waited for.
+        self.wake_held();
         let Some(link) = self.links.get(&id) else { return };
         if link.is_closing() {
             if matches!(ending, Ending::Transport(_)) {
@@ -1338,13 +1462,14 @@ impl Node {
         if self.timers.len() <= 4 * self.links.len() + 64 {
             return;
         }
-        let (links, m, repair) = (&self.links, &self.maintainer, self.repair_at);
+        let (links, m, repair, resume) = (&self.links, &self.maintainer, self.repair_at, self.resume_armed);
         self.timers.retain(|at, t| match t {
             Timer::Link(id) => links.get(&id).is_some_and(|l| l.armed == Some(at)),
             Timer::Maintainer => m.next_tick == at,
             Timer::Repair => repair == Some(at),
             Timer::Refresh => m.next_refresh == at,
             Timer::Resolve => m.resolving.is_some_and(|r| r.2 == at),
+            Timer::Resume => resume,
         });
     }
 

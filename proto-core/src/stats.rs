@@ -49,6 +49,12 @@ pub struct Stats {
     pub handshakes_failed: [u64; CloseReason::ALL.len()],
     /// Floods dropped because their neighbor exceeded `max_floods_per_neighbor_per_sec`.
     pub floods_rate_limited: u64,
+    /// Times a link's reading paused because a received flood had no room in a neighbor's
+    /// queue (see `Config::forward_wait`).
+    pub forward_pauses: u64,
+    /// Floods that waited out `forward_wait` and went on, evicting a neighbor still without
+    /// room.
+    pub forward_waits_expired: u64,
     /// Referrals ignored: this node, unroutable addresses (unspecified, multicast, broadcast,
     /// port 0).
     pub referrals_rejected: u64,

@@ -20,6 +20,9 @@ pub enum Timer {
     Resolve,
     /// Something is due on a link (see `Link::next_deadline`).
     Link(LinkId),
+    /// Queues drained while floods were held for room: try them again (see
+    /// `Config::forward_wait`).
+    Resume,
 }
 
 /// Deadlines ordered by time, then by kind, so equal deadlines fire in a fixed order.

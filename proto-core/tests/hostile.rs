@@ -435,7 +435,6 @@ fn a_neighbor_that_stops_reading_is_evicted_even_when_nothing_overflows() {
         while f.node.poll_transmit(healthy, usize::MAX).is_some() {}
         assert!(sent < 100, "the queue bound never refused a send");
     }
-    assert!(!f.node.has_forward_room());
     f.drain();
     // ...and nothing overflows, but nothing is pulled either: after the idle timeout it goes.
     for _ in 0..16 {
@@ -449,7 +448,6 @@ fn a_neighbor_that_stops_reading_is_evicted_even_when_nothing_overflows() {
         f.drain();
     }
     assert_eq!(f.closed_reason(stuck), Some(CloseReason::NodeTooSlow));
-    assert!(f.node.has_forward_room());
     f.healthy_still_works(254);
 }
 
@@ -714,4 +712,106 @@ fn an_echo_of_an_own_flood_is_dropped_and_its_id_never_wanted() {
         })
         .collect();
     assert_eq!(wants, vec![vec![foreign]]);
+}
+
+/// A read of `n` tiny floods (one payload byte each, IDs from `first`): the kind of read that
+/// queues the most bookkeeping per received byte.
+fn tiny_floods(first: u32, n: u32) -> Bytes {
+    let mut out = BytesMut::new();
+    for i in first..first + n {
+        let mut id = [0x5A; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        encode_flood_header(4, 8, &id, 77, b"/chat", 1, &mut out);
+        out.put_u8(1);
+    }
+    out.freeze()
+}
+
+/// A node whose healthy neighbor (upstream) sends 2,000 tiny floods, more than the queue of a
+/// second neighbor that never drains can take: returns the fixture and that slow neighbor.
+fn upstream_outruns_a_slow_neighbor(tweak: impl Fn(&mut Config), slow_id: u64) -> (Fixture, LinkId) {
+    let mut f = Fixture::with(tweak);
+    let slow = f.inbound(slow_id);
+    let healthy = f.healthy;
+    f.feed(healthy, tiny_floods(0, 2000));
+    (f, slow)
+}
+
+/// 2,000 tiny floods charge a neighbor's queue more than its 256 KiB: the flood that does not
+/// fit waits (and the node asks the adapter to stop reading its link) instead of the slow
+/// neighbor being evicted, and goes on as the neighbor drains. Nothing is lost or duplicated.
+#[test]
+fn a_flood_without_room_waits_for_a_slow_neighbor_instead_of_evicting_it() {
+    let (mut f, slow) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7500);
+    let healthy = f.healthy;
+    let held_at = f.node.stats().delivered;
+    assert!(held_at < 2000, "everything fit: the test needs a fuller queue");
+    assert!(f.node.reads_paused(healthy), "the upstream link should be paused");
+    assert!(!f.node.reads_paused(slow));
+    assert_eq!(f.closed_reason(slow), None);
+    let mut out = Vec::new();
+    while f.node.stats().delivered < 2000 {
+        // The slow neighbor reads a little; the node asks to be woken at once and goes on.
+        out.clear();
+        let n = f.node.poll_transmit_into(slow, 16 * 1024, &mut out);
+        assert!(n > 0, "held with nothing to drain (delivered {})", f.node.stats().delivered);
+        assert!(f.node.poll_timeout().is_some_and(|t| t <= f.now), "no wake-up after the drain");
+        f.node.handle_timeout(f.now);
+        f.drain();
+        f.node.check_invariants().unwrap();
+    }
+    assert!(!f.node.reads_paused(healthy));
+    let s = f.node.stats();
+    assert_eq!(s.delivered, 2000);
+    assert!(s.forward_pauses >= 1);
+    assert_eq!(s.forward_waits_expired, 0);
+    assert_eq!(s.floods_queued, 2000, "every flood forwarded to the slow neighbor once");
+    assert_eq!(f.closed_reason(slow), None, "the slow neighbor was evicted");
+    f.healthy_still_works(240);
+}
+
+/// A neighbor that does not drain at all: the held flood waits `forward_wait`, then goes on and
+/// the neighbor is evicted as NodeTooSlow (the memory bound); reads resume.
+#[test]
+fn a_held_flood_goes_on_after_forward_wait_and_evicts_a_neighbor_that_never_drains() {
+    let (mut f, slow) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7600);
+    let healthy = f.healthy;
+    assert!(f.node.reads_paused(healthy));
+    let wait = f.node.config().forward_wait;
+    let due = f.node.poll_timeout().expect("a deadline for the held flood");
+    assert!(due <= f.now + wait, "the wait is bounded by forward_wait");
+    f.now = due;
+    f.node.handle_timeout(f.now);
+    f.drain();
+    assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
+    assert!(!f.node.reads_paused(healthy));
+    let s = f.node.stats();
+    assert_eq!(s.delivered, 2000);
+    assert_eq!(s.forward_waits_expired, 1);
+    f.healthy_still_works(241);
+}
+
+/// An adapter that reads on while the node asked it to pause: the held flood and the new bytes
+/// go on at once (as with `forward_wait` zero), so nothing piles up in the node.
+#[test]
+fn bytes_read_despite_a_pause_end_it_at_once() {
+    let (mut f, slow) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7700);
+    let healthy = f.healthy;
+    assert!(f.node.reads_paused(healthy));
+    f.feed(healthy, tiny_floods(2000, 10));
+    assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
+    assert!(!f.node.reads_paused(healthy));
+    assert_eq!(f.node.stats().delivered, 2010);
+    f.node.check_invariants().unwrap();
+}
+
+/// With `forward_wait` zero the node never pauses: the neighbor is evicted at the first flood
+/// it has no room for, as before the wait existed.
+#[test]
+fn a_zero_forward_wait_evicts_at_once() {
+    let (f, slow) = upstream_outruns_a_slow_neighbor(|c| c.forward_wait = std::time::Duration::ZERO, 0x7800);
+    let healthy = f.healthy;
+    assert!(!f.node.reads_paused(healthy));
+    assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
+    assert_eq!(f.node.stats().delivered, 2000);
 }

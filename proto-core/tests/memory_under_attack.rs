@@ -400,7 +400,8 @@ fn a_never_reading_neighbor_is_evicted_and_its_memory_freed() {
     assert_eq!(f.closed_for(CloseReason::NodeTooSlow), 1);
     assert!(!f.node.neighbors().iter().any(|n| n.link == slow));
     // The queue's bytes (each flood a 6-byte head and a slice of its read), the chunk handles,
-    // 400 seen IDs, and the read in hand.
+    // 400 seen IDs, and the read in hand (this fixture reads on while the node asks it to
+    // pause, so a held flood goes on with the next read).
     let bound = (cfg.link_queue_bytes as isize + 16 * KIB) * 5 / 4 + 64 * KIB;
     f.pass(cfg.seen_ttl * 2 + cfg.close_linger + Duration::from_secs(12), &[healthy]);
     let after = above(baseline);

@@ -9,6 +9,8 @@ use crate::wire::{self, DecodeError, LEN_PREFIX};
 /// frame (the length prefix is checked before the buffer is reserved).
 #[derive(Debug, Default)]
 pub struct FrameAssembler {
+    /// A whole frame handed back with [`unread`](Self::unread): the next one returned.
+    held: Option<Bytes>,
     partial: BytesMut,
     rest: Bytes,
     copied: u64,
@@ -35,6 +37,9 @@ impl FrameAssembler {
 
     /// The next whole frame (type byte and body), `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self, max_frame: usize) -> Result<Option<Bytes>, DecodeError> {
+        if let Some(frame) = self.held.take() {
+            return Ok(Some(frame));
+        }
         if self.partial.is_empty() {
             if let Some(frame) = wire::split_frame(&mut self.rest, max_frame)? {
                 return Ok(Some(frame));
@@ -92,6 +97,13 @@ impl FrameAssembler {
         }
     }
 
+    /// Hands back the frame [`next_frame`](Self::next_frame) just returned, to be returned
+    /// again first (the node holds a flood its neighbors have no room for yet).
+    pub fn unread(&mut self, frame: Bytes) {
+        debug_assert!(self.held.is_none(), "one frame is handed back at a time");
+        self.held = Some(frame);
+    }
+
     fn copy_from_rest(&mut self, n: usize) {
         let chunk = self.rest.split_to(n);
         self.partial.extend_from_slice(&chunk);
@@ -113,10 +125,17 @@ impl FrameAssembler {
     /// Takes every byte held but not yet returned as a frame, in order (when the stream
     /// switches to TLS after the Hello, the rest belongs to the TLS session).
     pub fn take_unparsed(&mut self) -> Bytes {
-        if self.partial.is_empty() {
+        if self.partial.is_empty() && self.held.is_none() {
             return core::mem::take(&mut self.rest);
         }
-        let mut joined = core::mem::take(&mut self.partial);
+        let mut joined = BytesMut::new();
+        if let Some(frame) = self.held.take() {
+            // As it was on the wire: its length prefix, then the frame.
+            joined.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes());
+            joined.extend_from_slice(&frame);
+        }
+        joined.extend_from_slice(&self.partial);
+        self.partial.clear();
         joined.extend_from_slice(&self.rest);
         self.rest = Bytes::new();
         joined.freeze()
@@ -124,7 +143,7 @@ impl FrameAssembler {
 
     /// Bytes held (partial frame and unparsed input).
     pub fn buffered(&self) -> usize {
-        self.partial.len() + self.rest.len()
+        self.held.as_ref().map_or(0, |f| LEN_PREFIX + f.len()) + self.partial.len() + self.rest.len()
     }
 }
 

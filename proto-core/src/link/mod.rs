@@ -5,7 +5,7 @@ mod assembler;
 mod send_queue;
 
 pub use assembler::FrameAssembler;
-pub use send_queue::SendQueue;
+pub use send_queue::{SendQueue, CHUNK_OVERHEAD};
 
 use std::net::SocketAddr;
 
@@ -123,6 +123,10 @@ pub struct Link {
     /// queue is empty): a peer that stops reading stalls the socket, and the link is closed as
     /// NodeTooSlow after the idle timeout even if nothing overflows.
     pub waiting_since: Option<Instant>,
+    /// Since when a received flood waits for room in the neighbors' queues (its frame is held
+    /// in the assembler, and the adapter should not read this link): see
+    /// `Config::forward_wait`.
+    pub held_since: Option<Instant>,
     /// Recovery: this node offered its recent floods (Digest sent), so one Want may come.
     pub digest_sent: bool,
     /// Recovery: the peer's Digest arrived (only one is allowed).
@@ -193,6 +197,7 @@ impl Link {
             partial_since: None,
             flood_budget: TokenBucket::new(),
             waiting_since: None,
+            held_since: None,
             digest_sent: false,
             digest_received: false,
             want_received: false,
@@ -257,8 +262,8 @@ impl Link {
     }
 
     /// The earliest time something must happen on this link: the connect timeout while
-    /// handshaking; keepalive, idle timeout or a utility report when connected; the end of the
-    /// linger when closing.
+    /// handshaking; keepalive, idle timeout, a utility report or the end of a forward wait when
+    /// connected; the end of the linger when closing.
     pub fn next_deadline(&self, cfg: &Config) -> Instant {
         match self.state {
             LinkState::Dialing | LinkState::Handshake { .. } => self.created + cfg.connect_timeout,
@@ -271,6 +276,9 @@ impl Link {
                 }
                 if let (Some(t), false) = (self.waiting_since, self.queue.is_empty()) {
                     d = d.min(t + cfg.idle_timeout);
+                }
+                if let Some(t) = self.held_since {
+                    d = d.min(t + cfg.forward_wait);
                 }
                 if self.utility.has_unreported() {
                     d = d.min(self.utility.last_report() + cfg.utility_report_interval);

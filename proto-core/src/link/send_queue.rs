@@ -51,6 +51,13 @@ impl SendQueue {
         charged.saturating_add(n) <= limit
     }
 
+    /// The largest frame (in up to two chunks) that fits under `limit` now: for `n > 0`,
+    /// `has_room(n, limit)` is `n <= room(limit)`.
+    #[inline]
+    pub fn room(&self, limit: usize) -> usize {
+        limit.saturating_sub(self.bytes + (self.chunks + 2) * CHUNK_OVERHEAD)
+    }
+
     /// Appends a frame sent as `head` then `rest` (either may be empty; an empty frame is
     /// skipped). `rx_mark` is the node's count of received bytes now: a forwarded chunk shares
     /// the buffer it was received in, so the bytes received since the oldest queued frame bound
