@@ -815,3 +815,41 @@ fn a_zero_forward_wait_evicts_at_once() {
     assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
     assert_eq!(f.node.stats().delivered, 2000);
 }
+
+/// Floods are delivered on exactly the channels that are open, whether the node has a few
+/// (scanned) or many (searched by halving), and a closed channel delivers no more (the flood is
+/// still forwarded and counted as having no channel).
+#[test]
+fn floods_reach_exactly_the_open_channels_however_many_there_are() {
+    for extra in [0usize, 3, 40] {
+        let mut f = Fixture::new();
+        let paths: Vec<String> = (0..extra).map(|i| format!("/topic/{i:03}")).collect();
+        for p in &paths {
+            f.node.open_channel(ChannelPath::new(p).unwrap());
+        }
+        let healthy = f.healthy;
+        let mut tag = 0u8;
+        let mut delivered_on = |f: &mut Fixture, path: &str| {
+            tag += 1;
+            f.outputs.clear();
+            f.feed(healthy, flood(3, 8, tag, path.as_bytes(), Bytes::from_static(b"x")));
+            f.outputs
+                .iter()
+                .filter_map(|o| if let Output::Deliver(m) = o { Some(m.path.to_string()) } else { None })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(delivered_on(&mut f, "/chat"), ["/chat"], "{extra} extra channels");
+        for p in &paths {
+            assert_eq!(delivered_on(&mut f, p), std::slice::from_ref(p));
+        }
+        assert!(delivered_on(&mut f, "/topic/none").is_empty());
+        f.node.close_channel(&ChannelPath::new("/chat").unwrap());
+        assert!(delivered_on(&mut f, "/chat").is_empty(), "a closed channel still delivers");
+        if let Some(p) = paths.get(1) {
+            f.node.close_channel(&ChannelPath::new(p).unwrap());
+            assert!(delivered_on(&mut f, p).is_empty());
+            assert_eq!(delivered_on(&mut f, &paths[0]), [paths[0].clone()]);
+        }
+        assert_eq!(f.node.stats().no_channel, 2 + u64::from(extra > 1));
+    }
+}
