@@ -134,6 +134,8 @@ pub(crate) struct Driver {
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
     read_buf: BytesMut,
+    /// Chunks taken from the core in one call, before they join a connection's queue.
+    tx_scratch: Vec<Bytes>,
     phase: Phase,
     stats: AdapterStats,
 }
@@ -181,6 +183,7 @@ impl Driver {
             timer: Box::pin(tokio::time::sleep_until(now)),
             timer_at: None,
             read_buf: BytesMut::new(),
+            tx_scratch: Vec::new(),
             phase: Phase::Opening {
                 reply: Some(p.open_reply),
                 deadline: now + p.settings.open_timeout,
@@ -806,12 +809,13 @@ impl Driver {
                 // (where its backpressure and slow-neighbor rules see them) until the socket
                 // can take them.
                 while c.core_has_more && c.out_bytes < window {
-                    match self.node.poll_transmit(link, window - c.out_bytes) {
-                        Some(b) => {
-                            c.out_bytes += b.len();
-                            c.out.push_back(b);
+                    // One call per refill, not one per chunk.
+                    match self.node.poll_transmit_into(link, window - c.out_bytes, &mut self.tx_scratch) {
+                        0 => c.core_has_more = false,
+                        n => {
+                            c.out_bytes += n;
+                            c.out.extend(self.tx_scratch.drain(..));
                         }
-                        None => c.core_has_more = false,
                     }
                 }
                 self.stats.write_buffered_peak = self.stats.write_buffered_peak.max(c.out_bytes);

@@ -80,6 +80,10 @@ pub struct Node {
     held: SmallVec<[LinkId; 4]>,
     /// A `Timer::Resume` is armed.
     resume_armed: bool,
+    /// A lower bound of the room in every neighbor's queue (see `SendQueue::room`): lowered by
+    /// each frame queued, set again whenever the queues are looked at one by one. Queues only
+    /// gain room otherwise, so a flood that fits under it fits everywhere without a lookup.
+    spare_floor: usize,
     next_link: u64,
     timers: Timers,
     maintainer: Maintainer,
@@ -152,6 +156,7 @@ impl Node {
             neighbors: SmallVec::new(),
             held: SmallVec::new(),
             resume_armed: false,
+            spare_floor: 0,
             next_link: 1,
             timers: Timers::default(),
             repair_at: None,
@@ -827,6 +832,8 @@ impl Node {
     /// only if `may_hold`). `copied_before` is the assembler's copy count before the bytes now
     /// processed arrived.
     fn process_frames(&mut self, now: Instant, id: LinkId, copied_before: u64, may_hold: bool) {
+        // Whether a flood of this link waits already (then a flood that fits ends the wait).
+        let mut holding = self.links.get(&id).is_some_and(|l| l.held_since.is_some());
         // A busy link delivers many floods per read. Touching their seen-cache slots first
         // lets the cache misses overlap, instead of each flood stalling on its own in turn.
         if let Some(link) = self.links.get(&id).filter(|l| l.is_connected()) {
@@ -845,7 +852,6 @@ impl Node {
             });
             seen.warm(&ids[..n]);
         }
-        let mut spare = None;
         loop {
             let Some(link) = self.links.get_mut(&id) else { return };
             if link.is_closing() {
@@ -868,22 +874,22 @@ impl Node {
                 match wire::decode_flood_head(&frame) {
                     Ok(head) => {
                         if may_hold && !self.cfg.forward_wait.is_zero() {
+                            // Under the floor it fits everywhere; only above it are the
+                            // neighbors looked up (per flood, that was 2-4% of a relay).
                             let need = wire::LEN_PREFIX + frame.len();
-                            // The neighbors' least room, worked out once per batch and then
-                            // counted down by what each flood queues: looking up every
-                            // neighbor per flood was 2% of the relay. In a signed mesh a flood
-                            // may bring a Credential frame along, so it is looked up each time.
-                            let room = match spare {
-                                Some(s) if s >= need && !head.is_signed() => s,
-                                _ => self.forward_spare(id),
+                            let fits = need <= self.spare_floor || {
+                                let (all, others) = self.forward_spare(id);
+                                self.spare_floor = all;
+                                need <= others
                             };
-                            if self.must_hold(now, id, need <= room) {
+                            // (Unless the link waits already, a flood that fits changes no state.)
+                            if (!fits || holding) && self.must_hold(now, id, fits) {
                                 if let Some(link) = self.links.get_mut(&id) {
                                     link.assembler.unread(frame);
                                 }
                                 break;
                             }
-                            spare = Some(room.saturating_sub(need + 2 * CHUNK_OVERHEAD));
+                            holding = false;
                         }
                         self.on_flood(now, id, frame, head)
                     }
@@ -919,17 +925,20 @@ impl Node {
         self.rearm_link(id);
     }
 
-    /// The least room for a frame in the queues of the neighbors other than `from`, in the
-    /// bytes `SendQueue::has_room` would accept (`usize::MAX` without other neighbors).
-    fn forward_spare(&self, from: LinkId) -> usize {
+    /// The least room for a frame (in the bytes `SendQueue::has_room` accepts) in every
+    /// neighbor's queue, and in those of the neighbors other than `from` (`usize::MAX` when
+    /// there are none).
+    fn forward_spare(&self, from: LinkId) -> (usize, usize) {
         let limit = self.cfg.link_queue_bytes;
-        self.neighbors
-            .iter()
-            .filter(|n| **n != from)
-            .filter_map(|n| self.links.get(n))
-            .map(|l| l.queue.room(limit))
-            .min()
-            .unwrap_or(usize::MAX)
+        let (mut all, mut others) = (usize::MAX, usize::MAX);
+        for (id, l) in self.neighbors.iter().filter_map(|id| Some((*id, self.links.get(id)?))) {
+            let room = l.queue.room(limit);
+            all = all.min(room);
+            if id != from {
+                others = others.min(room);
+            }
+        }
+        (all, others)
     }
 
     /// Whether a flood received on `from` must wait, given whether it `fits` every other
@@ -965,11 +974,15 @@ impl Node {
     }
 
     /// Tries the held links' floods again: their neighbors may have room now, or their wait may
-    /// be over.
+    /// be over. Called on every input, so the usual case (nothing held) is inline.
+    #[inline(always)]
     fn resume_held(&mut self, now: Instant) {
-        if self.held.is_empty() {
-            return;
+        if !self.held.is_empty() {
+            self.resume_held_links(now);
         }
+    }
+
+    fn resume_held_links(&mut self, now: Instant) {
         for id in core::mem::take(&mut self.held) {
             let Some(link) = self.links.get(&id).filter(|l| l.held_since.is_some()) else { continue };
             let copied = link.assembler.copied_bytes();
@@ -982,6 +995,7 @@ impl Node {
 
     /// Queues drained or a neighbor left while floods are held: have the adapter call
     /// [`handle_timeout`](Self::handle_timeout) at once to try them again.
+    #[inline]
     fn wake_held(&mut self) {
         if !self.held.is_empty() && !self.resume_armed {
             self.resume_armed = true;
@@ -1257,7 +1271,8 @@ impl Node {
             }
             link.utility.on_sent();
             self.stats.recovery_resent += 1;
-            push_frame(link, head, rest, now, self.stats.bytes_received, &mut self.outputs);
+            let out = (&mut self.outputs, &mut self.spare_floor);
+            push_frame(link, (head, rest), now, self.stats.bytes_received, out);
         }
     }
 
@@ -1519,7 +1534,8 @@ impl Node {
         }
         self.stats.control_frames_sent += 1;
         self.stats.control_bytes_sent += bytes.len() as u64;
-        push_frame(link, bytes, Bytes::new(), now, self.stats.bytes_received, &mut self.outputs);
+        let out = (&mut self.outputs, &mut self.spare_floor);
+        push_frame(link, (bytes, Bytes::new()), now, self.stats.bytes_received, out);
     }
 
     /// Queues a flood (header, then the shared payload); a neighbor whose queue cannot take it
@@ -1541,7 +1557,7 @@ impl Node {
             return;
         }
         link.utility.on_sent();
-        push_frame(link, head, rest, now, rx, &mut self.outputs);
+        push_frame(link, (head, rest), now, rx, (&mut self.outputs, &mut self.spare_floor));
         self.stats.floods_queued += 1;
     }
 
@@ -1758,8 +1774,21 @@ fn pull_tls(l: &mut Link, max: usize) -> Option<Bytes> {
     Some(sec.pending.split_to(n))
 }
 
-#[inline]
-fn push_frame(link: &mut Link, head: Bytes, rest: Bytes, now: Instant, rx_mark: u64, outputs: &mut VecDeque<Output>) {
+/// Queues a frame on `link`, asks the adapter to pull if the queue was empty, and lowers the
+/// node's `spare_floor` by what the frame charges (so it stays a lower bound of every queue's
+/// room). Inlined: this is on the relay's path once per neighbor, and a call that moves two
+/// handles costs more than the body.
+#[inline(always)]
+fn push_frame(
+    link: &mut Link,
+    frame: (Bytes, Bytes),
+    now: Instant,
+    rx_mark: u64,
+    out: (&mut VecDeque<Output>, &mut usize),
+) {
+    let (head, rest) = frame;
+    let (outputs, spare_floor) = out;
+    *spare_floor = spare_floor.saturating_sub(head.len() + rest.len() + 2 * CHUNK_OVERHEAD);
     let was_empty = link.queue.is_empty();
     if was_empty {
         link.waiting_since = Some(now);

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use peerchannel_core::{ChannelPath, Config, Event, Input, Instant, LinkId, MeshId, Node, Output, Rng};
-use smallvec::SmallVec;
 
 use crate::metrics::{self, Lifetime, Phases, Recorder, Report, Sample, Traffic, NEVER};
 use crate::network::{ephemeral_addr, host_addr, host_of, Network, Stream, Uplink};
@@ -148,6 +147,8 @@ pub struct Simulation {
     now: u64,
     end: u64,
     queue: EventQueue<Ev>,
+    /// Chunks pulled from a core for one write (reused).
+    tx_scratch: Vec<Bytes>,
     nodes: Vec<SimNode>,
     hosts: Vec<Host>,
     conns: Vec<Conn>,
@@ -233,6 +234,7 @@ impl Simulation {
             now: 0,
             end,
             queue: EventQueue::default(),
+            tx_scratch: Vec::new(),
             nodes: Vec::with_capacity(sc.nodes),
             hosts: Vec::with_capacity(sc.nodes),
             conns: Vec::new(),
@@ -709,24 +711,18 @@ impl Simulation {
     /// of 152 MiB, with the same run otherwise.
     fn pull(&mut self, node: u32, link: LinkId, max: usize) -> (Option<Bytes>, bool) {
         let Some(core) = self.nodes[node as usize].node.as_mut() else { return (None, true) };
-        let mut chunks: SmallVec<[Bytes; 8]> = SmallVec::new();
-        let mut got = 0usize;
-        let mut empty = false;
-        while got < max {
-            let Some(b) = core.poll_transmit(link, max - got) else {
-                empty = true;
-                break;
-            };
-            got += b.len();
-            chunks.push(b);
-        }
+        let chunks = &mut self.tx_scratch;
+        chunks.clear();
+        let got = core.poll_transmit_into(link, max, chunks);
+        // Less than asked for: the queue ran dry.
+        let empty = got < max;
         let data = match chunks.len() {
             0 => None,
             1 => chunks.pop(),
             _ => {
                 let mut joined = BytesMut::with_capacity(got);
-                for c in &chunks {
-                    joined.extend_from_slice(c);
+                for c in chunks.drain(..) {
+                    joined.extend_from_slice(&c);
                 }
                 Some(joined.freeze())
             }
