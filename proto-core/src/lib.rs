@@ -9,6 +9,12 @@
 //! [`Node::poll_output`]. The same seed and inputs give the same outputs, byte for byte, so the
 //! same code runs under tokio, mio, a simulator and a fuzzer.
 //!
+//! An adapter's whole loop: feed socket events as [`Input`]s, carry out what
+//! [`Node::poll_output`] asks, write what [`Node::poll_transmit_into`] hands out when a link has
+//! bytes waiting, call [`Node::handle_timeout`] at [`Node::poll_timeout`], and before reading a
+//! socket check [`Node::reads_paused`] (a flood from that link waits for room in a slow
+//! neighbor's queue; leaving the bytes in the socket lets TCP slow the sender).
+//!
 //! ```
 //! use bytes::Bytes;
 //! use peerchannel_core::{ChannelPath, Config, Input, Instant, MeshId, Node, Output};

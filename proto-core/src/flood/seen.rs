@@ -27,7 +27,7 @@ const GENERATION_BIT: u64 = 1 << 63;
 /// cache line: this is the forwarding hot path's only random memory access per message, and a
 /// busy cache (a quarter of a million IDs by default) is far larger than the CPU's caches. A
 /// generation is dropped by one sweep along the table, in place (see
-/// [`GenerationTable::drop_generation`]), which happens at most once per half capacity of new
+/// `GenerationTable::drop_generation`), which happens at most once per half capacity of new
 /// IDs.
 ///
 /// The cost of fingerprints is that two IDs with the same fingerprint count as one: for random
