@@ -352,7 +352,9 @@ impl Node {
             Some(b) => {
                 l.waiting_since = Some(self.now);
                 self.stats.bytes_sent += b.len() as u64;
-                self.wake_held();
+                if l.is_connected() {
+                    self.wake_held();
+                }
                 Some(b)
             }
             None => {
@@ -384,7 +386,11 @@ impl Node {
         if taken > 0 {
             l.waiting_since = Some(self.now);
             self.stats.bytes_sent += taken as u64;
-            self.wake_held();
+            // A neighbor's queue drained: a held flood may fit now. (A closing link's farewell
+            // frees no room that forwarding needs.)
+            if l.is_connected() {
+                self.wake_held();
+            }
         } else if l.is_closing() {
             self.links.remove(&link);
             self.compact_timers();
