@@ -838,11 +838,12 @@ impl Node {
     /// only if `may_hold`). `copied_before` is the assembler's copy count before the bytes now
     /// processed arrived.
     fn process_frames(&mut self, now: Instant, id: LinkId, copied_before: u64, may_hold: bool) {
+        let Some(link) = self.links.get(&id) else { return };
         // Whether a flood of this link waits already (then a flood that fits ends the wait).
-        let mut holding = self.links.get(&id).is_some_and(|l| l.held_since.is_some());
+        let mut holding = link.held_since.is_some();
         // A busy link delivers many floods per read. Touching their seen-cache slots first
         // lets the cache misses overlap, instead of each flood stalling on its own in turn.
-        if let Some(link) = self.links.get(&id).filter(|l| l.is_connected()) {
+        if link.is_connected() {
             let seen = &self.seen;
             let mut ids = [MessageId([0; 16]); WARM_BATCH];
             let mut n = 0;
@@ -1277,8 +1278,8 @@ impl Node {
             }
             link.utility.on_sent();
             self.stats.recovery_resent += 1;
-            let out = (&mut self.outputs, &mut self.spare_floor);
-            push_frame(link, (head, rest), now, self.stats.bytes_received, out);
+            let rx = self.stats.bytes_received;
+            push_frame(link, head, rest, now, rx, &mut self.outputs, &mut self.spare_floor);
         }
     }
 
@@ -1540,8 +1541,8 @@ impl Node {
         }
         self.stats.control_frames_sent += 1;
         self.stats.control_bytes_sent += bytes.len() as u64;
-        let out = (&mut self.outputs, &mut self.spare_floor);
-        push_frame(link, (bytes, Bytes::new()), now, self.stats.bytes_received, out);
+        let rx = self.stats.bytes_received;
+        push_frame(link, bytes, Bytes::new(), now, rx, &mut self.outputs, &mut self.spare_floor);
     }
 
     /// Queues a flood (header, then the shared payload); a neighbor whose queue cannot take it
@@ -1563,7 +1564,7 @@ impl Node {
             return;
         }
         link.utility.on_sent();
-        push_frame(link, (head, rest), now, rx, (&mut self.outputs, &mut self.spare_floor));
+        push_frame(link, head, rest, now, rx, &mut self.outputs, &mut self.spare_floor);
         self.stats.floods_queued += 1;
     }
 
@@ -1787,13 +1788,13 @@ fn pull_tls(l: &mut Link, max: usize) -> Option<Bytes> {
 #[inline(always)]
 fn push_frame(
     link: &mut Link,
-    frame: (Bytes, Bytes),
+    head: Bytes,
+    rest: Bytes,
     now: Instant,
     rx_mark: u64,
-    out: (&mut VecDeque<Output>, &mut usize),
+    outputs: &mut VecDeque<Output>,
+    spare_floor: &mut usize,
 ) {
-    let (head, rest) = frame;
-    let (outputs, spare_floor) = out;
     *spare_floor = spare_floor.saturating_sub(head.len() + rest.len() + 2 * CHUNK_OVERHEAD);
     let was_empty = link.queue.is_empty();
     if was_empty {

@@ -728,13 +728,14 @@ fn tiny_floods(first: u32, n: u32) -> Bytes {
 }
 
 /// A node whose healthy neighbor (upstream) sends 2,000 tiny floods, more than the queue of a
-/// second neighbor that never drains can take: returns the fixture and that slow neighbor.
-fn upstream_outruns_a_slow_neighbor(tweak: impl Fn(&mut Config), slow_id: u64) -> (Fixture, LinkId) {
+/// second neighbor that never drains can take: returns the fixture, that slow neighbor and the
+/// upstream link.
+fn upstream_outruns_a_slow_neighbor(tweak: impl Fn(&mut Config), slow_id: u64) -> (Fixture, LinkId, LinkId) {
     let mut f = Fixture::with(tweak);
     let slow = f.inbound(slow_id);
     let healthy = f.healthy;
     f.feed(healthy, tiny_floods(0, 2000));
-    (f, slow)
+    (f, slow, healthy)
 }
 
 /// 2,000 tiny floods charge a neighbor's queue more than its 256 KiB: the flood that does not
@@ -742,8 +743,7 @@ fn upstream_outruns_a_slow_neighbor(tweak: impl Fn(&mut Config), slow_id: u64) -
 /// neighbor being evicted, and goes on as the neighbor drains. Nothing is lost or duplicated.
 #[test]
 fn a_flood_without_room_waits_for_a_slow_neighbor_instead_of_evicting_it() {
-    let (mut f, slow) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7500);
-    let healthy = f.healthy;
+    let (mut f, slow, healthy) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7500);
     let held_at = f.node.stats().delivered;
     assert!(held_at < 2000, "everything fit: the test needs a fuller queue");
     assert!(f.node.reads_paused(healthy), "the upstream link should be paused");
@@ -774,13 +774,15 @@ fn a_flood_without_room_waits_for_a_slow_neighbor_instead_of_evicting_it() {
 /// the neighbor is evicted as NodeTooSlow (the memory bound); reads resume.
 #[test]
 fn a_held_flood_goes_on_after_forward_wait_and_evicts_a_neighbor_that_never_drains() {
-    let (mut f, slow) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7600);
-    let healthy = f.healthy;
+    let (mut f, slow, healthy) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7600);
     assert!(f.node.reads_paused(healthy));
     let wait = f.node.config().forward_wait;
     let due = f.node.poll_timeout().expect("a deadline for the held flood");
     assert!(due <= f.now + wait, "the wait is bounded by forward_wait");
-    f.now = due;
+    // Just before the wait is over, the flood still waits; once it is, the neighbor goes.
+    f.node.handle_timeout(f.now + wait - std::time::Duration::from_millis(1));
+    assert!(f.node.reads_paused(healthy), "the wait ended early");
+    f.now = f.now + wait;
     f.node.handle_timeout(f.now);
     f.drain();
     assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
@@ -795,8 +797,7 @@ fn a_held_flood_goes_on_after_forward_wait_and_evicts_a_neighbor_that_never_drai
 /// go on at once (as with `forward_wait` zero), so nothing piles up in the node.
 #[test]
 fn bytes_read_despite_a_pause_end_it_at_once() {
-    let (mut f, slow) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7700);
-    let healthy = f.healthy;
+    let (mut f, slow, healthy) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7700);
     assert!(f.node.reads_paused(healthy));
     f.feed(healthy, tiny_floods(2000, 10));
     assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
@@ -809,8 +810,7 @@ fn bytes_read_despite_a_pause_end_it_at_once() {
 /// it has no room for, as before the wait existed.
 #[test]
 fn a_zero_forward_wait_evicts_at_once() {
-    let (f, slow) = upstream_outruns_a_slow_neighbor(|c| c.forward_wait = std::time::Duration::ZERO, 0x7800);
-    let healthy = f.healthy;
+    let (f, slow, healthy) = upstream_outruns_a_slow_neighbor(|c| c.forward_wait = std::time::Duration::ZERO, 0x7800);
     assert!(!f.node.reads_paused(healthy));
     assert_eq!(f.closed_reason(slow), Some(CloseReason::NodeTooSlow));
     assert_eq!(f.node.stats().delivered, 2000);

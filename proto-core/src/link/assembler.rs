@@ -250,4 +250,20 @@ mod tests {
         a.push(Bytes::from_static(&[0x00, 0x07]));
         assert!(matches!(a.next_frame(1 << 20), Err(DecodeError::FrameTooLarge { max: 512, .. })));
     }
+
+    #[test]
+    fn an_unread_frame_comes_back_first_and_counts_as_held() {
+        let wire_bytes = frames(3);
+        let mut a = FrameAssembler::default();
+        a.push(wire_bytes.clone());
+        let first = a.next_frame(1 << 20).unwrap().unwrap();
+        let held = a.buffered();
+        a.unread(first.clone());
+        assert_eq!(a.buffered(), held + LEN_PREFIX + first.len());
+        assert_eq!(a.next_frame(1 << 20).unwrap().unwrap(), first);
+        // Handed back again, everything not yet processed is given up as it was on the wire.
+        a.unread(first);
+        assert_eq!(a.take_unparsed(), wire_bytes);
+        assert_eq!(a.buffered(), 0);
+    }
 }

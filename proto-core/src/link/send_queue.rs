@@ -47,15 +47,20 @@ impl SendQueue {
     /// charged [`CHUNK_OVERHEAD`] on top of its bytes.
     #[inline]
     pub fn has_room(&self, n: usize, limit: usize) -> bool {
-        let charged = self.bytes + (self.chunks + 2) * CHUNK_OVERHEAD;
-        charged.saturating_add(n) <= limit
+        self.charged_with_next().saturating_add(n) <= limit
     }
 
     /// The largest frame (in up to two chunks) that fits under `limit` now: for `n > 0`,
     /// `has_room(n, limit)` is `n <= room(limit)`.
     #[inline]
     pub fn room(&self, limit: usize) -> usize {
-        limit.saturating_sub(self.bytes + (self.chunks + 2) * CHUNK_OVERHEAD)
+        limit.saturating_sub(self.charged_with_next())
+    }
+
+    /// What the queue is charged once one more frame's two chunks join it, before its bytes.
+    #[inline]
+    fn charged_with_next(&self) -> usize {
+        self.bytes + (self.chunks + 2) * CHUNK_OVERHEAD
     }
 
     /// Appends a frame sent as `head` then `rest` (either may be empty; an empty frame is
@@ -169,6 +174,9 @@ mod tests {
         // Room is charged per chunk: five chunks are queued.
         let limit = q.len_bytes() + 7 * CHUNK_OVERHEAD;
         assert!(q.has_room(0, limit) && !q.has_room(1, limit));
+        assert_eq!(q.room(limit), 0);
+        assert_eq!(q.room(limit + 10), 10);
+        assert!(q.has_room(10, limit + 10) && !q.has_room(11, limit + 10));
         let mut out = Vec::new();
         // The first two frames whole (54 + 3 bytes), then 2 bytes of head and 1 of the rest.
         assert_eq!(q.pop_into(60, &mut out), 60);
