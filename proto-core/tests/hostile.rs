@@ -793,6 +793,29 @@ fn a_held_flood_goes_on_after_forward_wait_and_evicts_a_neighbor_that_never_drai
     f.healthy_still_works(241);
 }
 
+/// A neighbor closed while a flood waits frees no room the waiting flood needs: pulling its
+/// farewell must not wake the node again (fuzzing found a wake-up at `now` there, a deadline
+/// the node had already handled). Only the slow neighbor's drain or the end of the wait moves
+/// the flood on.
+#[test]
+fn a_closing_links_farewell_does_not_wake_a_held_flood() {
+    let (mut f, slow, healthy) = upstream_outruns_a_slow_neighbor(|_| {}, 0x7900);
+    assert!(f.node.reads_paused(healthy));
+    let other = f.inbound(0x7901);
+    // A frame of an unknown type: the node ends the link with a farewell still to send.
+    f.feed(other, Bytes::from_static(&[0, 0, 0, 1, 0xEE]));
+    f.node.handle_timeout(f.now);
+    f.drain();
+    assert!(f.node.reads_paused(healthy), "the flood still has no room at the slow neighbor");
+    let mut out = Vec::new();
+    assert!(f.node.poll_transmit_into(other, usize::MAX, &mut out) > 0, "no farewell to pull");
+    let due = f.node.poll_timeout().expect("the held flood's deadline");
+    assert!(due > f.now, "pulling a farewell woke the node at {due:?} (now {:?})", f.now);
+    assert!(f.node.reads_paused(healthy));
+    assert_eq!(f.closed_reason(slow), None);
+    f.node.check_invariants().unwrap();
+}
+
 /// An adapter that reads on while the node asked it to pause: the held flood and the new bytes
 /// go on at once (as with `forward_wait` zero), so nothing piles up in the node.
 #[test]
