@@ -66,33 +66,29 @@ enum Ending {
 /// }
 /// assert!(node.poll_timeout().is_some());
 /// ```
+//
+// `repr(C)` keeps the declared order: what every received frame touches first, cold
+// configuration and maintenance state last (see `Link` for why; 4% fewer data read misses
+// on steady-1k in callgrind's cache model).
 #[derive(Debug)]
+#[repr(C)]
 pub struct Node {
-    cfg: Config,
-    id: NodeId,
-    rng: Rng,
-    state: NodeState,
+    now: Instant,
     links: LinkMap,
     /// The links in state Connected, in the order they connected (kept in step with `links`
     /// by `neighbor_up` and `end_link`, the only places a link enters or leaves that state).
     neighbors: SmallVec<[LinkId; 8]>,
     /// Links with a received flood waiting for room in the neighbors' queues.
     held: SmallVec<[LinkId; 4]>,
-    /// A `Timer::Resume` is armed.
-    resume_armed: bool,
     /// A lower bound of the room in every neighbor's queue (see `SendQueue::room`): lowered by
     /// each frame queued, set again whenever the queues are looked at one by one. Queues only
     /// gain room otherwise, so a flood that fits under it fits everywhere without a lookup.
     spare_floor: usize,
-    next_link: u64,
-    timers: Timers,
-    maintainer: Maintainer,
-    /// Referrals learned, over all links (`Config::max_referrals_per_sec`).
-    referral_budget: TokenBucket,
-    /// Neighbors the maintainer grows toward now: `min` until the first periodic run, then `ideal`.
-    target: usize,
-    /// When a repair retry is armed.
-    repair_at: Option<Instant>,
+    max_frame: usize,
+    state: NodeState,
+    online: bool,
+    /// A `Timer::Resume` is armed.
+    resume_armed: bool,
     seen: SeenCache,
     /// This node's message IDs, recognisable without a seen-cache entry (echo suppression).
     own: OwnIds,
@@ -104,15 +100,24 @@ pub struct Node {
     channels: Vec<ChannelPath>,
     outputs: VecDeque<Output>,
     scratch: BytesMut,
+    timers: Timers,
     stats: Stats,
-    online: bool,
-    next_request: u64,
-    max_frame: usize,
-    now: Instant,
     /// Security machinery; `None` in an unsecured mesh. Boxed: it is 392 bytes an unsecured
     /// node never reads, and inline it spread the fields every frame touches over more cache
     /// lines (in the simulator, 2.5% fewer L2-sized misses on steady-1k).
     sec: Option<Box<SecurityContext>>,
+    cfg: Config,
+    id: NodeId,
+    rng: Rng,
+    next_link: u64,
+    maintainer: Maintainer,
+    /// Referrals learned, over all links (`Config::max_referrals_per_sec`).
+    referral_budget: TokenBucket,
+    /// Neighbors the maintainer grows toward now: `min` until the first periodic run, then `ideal`.
+    target: usize,
+    /// When a repair retry is armed.
+    repair_at: Option<Instant>,
+    next_request: u64,
     /// The last wall-clock time the adapter passed in, and the node's time then.
     wall: Option<(Instant, u64)>,
 }

@@ -83,42 +83,31 @@ pub enum LinkState {
 }
 
 /// Everything the node knows about one connection.
+///
+/// `repr(C)` to keep the declared order: the fields a received or queued frame touches come
+/// first, so they share a few cache lines. In a simulation of 1,000 nodes every node's state is
+/// cold when its next event comes; with the compiler's order those fields were spread over the
+/// link's 500 bytes (steady-1k in callgrind's cache model with a 512 KiB last level: 6% fewer
+/// data read misses).
 #[derive(Debug)]
+#[repr(C)]
 pub struct Link {
-    /// The handle adapters know it by.
-    pub id: LinkId,
-    /// Who dialed.
-    pub role: Role,
     /// Life-cycle state.
     pub state: LinkState,
-    /// The dialed address (initiator) or the remote socket address (responder).
-    pub addr: SocketAddr,
-    /// The peer's node ID once its Connect or Welcome arrived (or the referral's, while dialing).
-    pub peer: Option<NodeId>,
-    /// Where the peer listens (from its Connect, or the dialed address).
-    pub peer_listen: SmallVec<[SocketAddr; 2]>,
     /// Reassembly of received frames.
     pub assembler: FrameAssembler,
     /// Bytes waiting for the adapter to pull them.
     pub queue: SendQueue,
-    /// When the link was created (the connect timeout counts from here).
-    pub created: Instant,
+    /// Link utility bookkeeping.
+    pub utility: LinkUtility,
     /// Last time anything arrived.
     pub last_recv: Instant,
     /// Last time anything was queued.
     pub last_send: Instant,
-    /// The nonce and send time of the keepalive Ping awaiting its Pong.
-    pub ping: Option<(u64, Instant)>,
-    /// Last measured round-trip time in nanoseconds.
-    pub rtt_nanos: Option<u64>,
-    /// Link utility bookkeeping.
-    pub utility: LinkUtility,
     /// The deadline this link currently has in the node's timer queue.
     pub armed: Option<Instant>,
     /// When the frame still incomplete in the assembler began to arrive.
     pub partial_since: Option<Instant>,
-    /// The neighbor's inbound flood allowance (used when a per-neighbor rate is configured).
-    pub flood_budget: TokenBucket,
     /// Since when queued bytes have waited without the adapter pulling any (None when the
     /// queue is empty): a peer that stops reading stalls the socket, and the link is closed as
     /// NodeTooSlow after the idle timeout even if nothing overflows.
@@ -127,17 +116,35 @@ pub struct Link {
     /// in the assembler, and the adapter should not read this link): see
     /// `Config::forward_wait`.
     pub held_since: Option<Instant>,
+    /// Security state (TLS session, proofs, introduced signers); `None` in an unsecured mesh.
+    pub security: Option<Box<LinkSecurity>>,
+    /// Bytes at the head of the queue that go out as they are, before TLS takes over (the
+    /// Hello, which announces the security setting in the clear).
+    pub raw_prefix: usize,
+    /// The handle adapters know it by.
+    pub id: LinkId,
+    /// Who dialed.
+    pub role: Role,
     /// Recovery: this node offered its recent floods (Digest sent), so one Want may come.
     pub digest_sent: bool,
     /// Recovery: the peer's Digest arrived (only one is allowed).
     pub digest_received: bool,
     /// Recovery: the peer's Want arrived (only one is allowed).
     pub want_received: bool,
-    /// Security state (TLS session, proofs, introduced signers); `None` in an unsecured mesh.
-    pub security: Option<Box<LinkSecurity>>,
-    /// Bytes at the head of the queue that go out as they are, before TLS takes over (the
-    /// Hello, which announces the security setting in the clear).
-    pub raw_prefix: usize,
+    /// When the link was created (the connect timeout counts from here).
+    pub created: Instant,
+    /// The peer's node ID once its Connect or Welcome arrived (or the referral's, while dialing).
+    pub peer: Option<NodeId>,
+    /// The dialed address (initiator) or the remote socket address (responder).
+    pub addr: SocketAddr,
+    /// Where the peer listens (from its Connect, or the dialed address).
+    pub peer_listen: SmallVec<[SocketAddr; 2]>,
+    /// The nonce and send time of the keepalive Ping awaiting its Pong.
+    pub ping: Option<(u64, Instant)>,
+    /// Last measured round-trip time in nanoseconds.
+    pub rtt_nanos: Option<u64>,
+    /// The neighbor's inbound flood allowance (used when a per-neighbor rate is configured).
+    pub flood_budget: TokenBucket,
 }
 
 /// A token bucket refilled at `rate` tokens per second, holding at most one second's worth.
