@@ -403,6 +403,24 @@ pub struct Speed {
     pub sim_s_per_wall_s: f64,
     /// Peak resident memory of the process (VmHWM), MiB; `None` where /proc is missing.
     pub peak_rss_mib: Option<f64>,
+    /// The same figures from the first publish on (`None` when nothing is published, or
+    /// publishing starts at 0): the rate the engine sustains under traffic, apart from the
+    /// mesh's formation, whose events (handshakes, timers) are several times cheaper.
+    #[serde(default)]
+    pub under_traffic: Option<SpeedWindow>,
+}
+
+/// Wall-clock figures of a part of a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SpeedWindow {
+    /// Simulated time the part starts at, in seconds.
+    pub from_s: f64,
+    /// Events processed in it.
+    pub events: u64,
+    /// Wall seconds it took.
+    pub wall_s: f64,
+    /// Events per wall second.
+    pub events_per_s: f64,
 }
 
 /// Peak resident set size of this process in MiB, from `/proc/self/status` (Linux).

@@ -325,8 +325,14 @@ impl Simulation {
 
     /// Runs until simulated time `t` (capped at the scenario's end).
     pub fn run_until(&mut self, t: Duration) {
+        self.run_until_with_progress(t, |_| {});
+    }
+
+    /// Runs until simulated time `t` (capped at the scenario's end), calling `progress` every
+    /// 65,536 events.
+    pub fn run_until_with_progress(&mut self, t: Duration, mut progress: impl FnMut(Progress)) {
         let t = nanos(t).min(self.end);
-        self.run_until_nanos(t, &mut |_| {});
+        self.run_until_nanos(t, &mut progress);
     }
 
     fn run_until_nanos(&mut self, t: u64, progress: &mut dyn FnMut(Progress)) {
