@@ -149,6 +149,11 @@ pub struct Simulation {
     queue: EventQueue<Ev>,
     /// Chunks pulled from a core for one write (reused).
     tx_scratch: Vec<Bytes>,
+    /// The last write joined from several chunks, and those chunks (see `pull`).
+    last_join: Option<(Vec<Bytes>, Bytes)>,
+    /// Writes of several chunks joined into a new buffer, and writes that shared the last one.
+    joined_writes: u64,
+    shared_writes: u64,
     nodes: Vec<SimNode>,
     hosts: Vec<Host>,
     conns: Vec<Conn>,
@@ -235,6 +240,9 @@ impl Simulation {
             end,
             queue: EventQueue::default(),
             tx_scratch: Vec::new(),
+            last_join: None,
+            joined_writes: 0,
+            shared_writes: 0,
             nodes: Vec::with_capacity(sc.nodes),
             hosts: Vec::with_capacity(sc.nodes),
             conns: Vec::new(),
@@ -715,6 +723,16 @@ impl Simulation {
     /// Joined writes were once carved from 64 KiB blocks shared by all nodes, which let one
     /// kept frame pin the traffic of many other nodes: churn-1k peaked at 277 MiB instead
     /// of 152 MiB, with the same run otherwise.
+    ///
+    /// A node relaying a flood queues the same two chunks (the forward head and the received
+    /// frame's rest) to each neighbor, so its writes to them are the same bytes: a write whose
+    /// chunks are the very ones of the last joined write (same buffers, same ranges; `Bytes`
+    /// are immutable and the cache keeps them alive, so equal pointers mean equal bytes) shares
+    /// that buffer instead of copying again. Its receivers each get their own handle to one
+    /// buffer holding exactly that frame, as they would to three equal copies. This saves most
+    /// copies and allocations of a relayed flood: on steady-1k, 7% of all instructions, 17% of
+    /// the misses of a 512 KiB cache, and 15 MiB of peak memory (49 MiB instead of 64; churn-1k
+    /// 120 instead of 152), with the same run (trace hashes).
     fn pull(&mut self, node: u32, link: LinkId, max: usize) -> (Option<Bytes>, bool) {
         let Some(core) = self.nodes[node as usize].node.as_mut() else { return (None, true) };
         let chunks = &mut self.tx_scratch;
@@ -726,11 +744,29 @@ impl Simulation {
             0 => None,
             1 => chunks.pop(),
             _ => {
-                let mut joined = BytesMut::with_capacity(got);
-                for c in chunks.drain(..) {
-                    joined.extend_from_slice(&c);
+                let same = |(a, b): (&Bytes, &Bytes)| a.as_ptr() == b.as_ptr() && a.len() == b.len();
+                match &self.last_join {
+                    Some((from, joined)) if from.len() == chunks.len() && from.iter().zip(chunks.iter()).all(same) => {
+                        chunks.clear();
+                        self.shared_writes += 1;
+                        Some(joined.clone())
+                    }
+                    _ => {
+                        let mut joined = BytesMut::with_capacity(got);
+                        for c in chunks.iter() {
+                            joined.extend_from_slice(c);
+                        }
+                        let joined = joined.freeze();
+                        self.joined_writes += 1;
+                        let from = std::mem::take(chunks);
+                        if let Some((old, _)) = self.last_join.replace((from, joined.clone())) {
+                            // Its allocation serves the next pull.
+                            self.tx_scratch = old;
+                            self.tx_scratch.clear();
+                        }
+                        Some(joined)
+                    }
                 }
-                Some(joined.freeze())
             }
         };
         (data, empty)
@@ -1151,6 +1187,13 @@ impl Simulation {
     /// Events processed so far.
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Writes of several chunks so far: how many were joined into a buffer of their own, and
+    /// how many shared the buffer of the write before (the same chunks, as a relayed flood's
+    /// writes to its neighbors are).
+    pub fn joined_and_shared_writes(&self) -> (u64, u64) {
+        (self.joined_writes, self.shared_writes)
     }
 
     /// Alive nodes, by their dense index.

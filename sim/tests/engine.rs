@@ -170,6 +170,27 @@ fn a_flood_sent_by_hand_is_scored_like_a_publishers() {
     assert_eq!((r.messages[0].eligible, r.messages[0].delivered), (14, 14));
 }
 
+/// A relayed flood goes to every neighbor as the same two chunks, so the simulator joins them
+/// into one buffer once per relay and the other neighbors' writes share it; every node still
+/// gets the flood exactly once.
+#[test]
+fn a_relayed_floods_writes_share_one_buffer_and_it_still_arrives_everywhere_once() {
+    let mut sim = Simulation::new(quiet(30)).unwrap();
+    sim.run_until(Duration::from_secs(30));
+    let (joined, shared) = sim.joined_and_shared_writes();
+    assert!(sim.send_from(3, Bytes::from(vec![7u8; 900])).is_some());
+    // A 30-node mesh with 10 ms links: the flood is everywhere well within a second.
+    sim.run_until(Duration::from_secs(31));
+    let (joined, shared) = (sim.joined_and_shared_writes().0 - joined, sim.joined_and_shared_writes().1 - shared);
+    sim.run_until(Duration::from_secs(60));
+    let r = sim.report();
+    assert_eq!((r.messages[0].eligible, r.messages[0].delivered), (29, 29));
+    // Each of the 30 nodes sends the flood on (at least one neighbor each, three or four
+    // mostly): one join per node, the rest shared.
+    assert!((25..=40).contains(&joined), "{joined} joined writes");
+    assert!(shared >= joined, "{shared} shared writes beside {joined} joined");
+}
+
 /// A restart brings a new node (new seed, new NodeId) up on the departed node's host and
 /// address.
 #[test]
