@@ -5,7 +5,8 @@
 //! event queue, scheduled lazily: the simulator remembers the deadline it armed for each node
 //! and skips queue entries that no longer match it, so a node whose deadline moves does not
 //! need its old entry removed. Bytes are pulled from the core whole (or up to the uplink's
-//! room when bandwidth is limited) and travel as one buffer per write.
+//! room when bandwidth is limited) and travel as one buffer per write; writes of the same chunks
+//! (a relayed flood to each neighbor) share one buffer.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
