@@ -884,6 +884,10 @@ impl Node {
                     return;
                 }
             };
+            // Nothing after this frame: a flood (which adds no bytes to the assembler, unlike
+            // a Hello that starts TLS) ends the loop without asking for another frame. Most
+            // reads of a quiet mesh hold one flood.
+            let last = link.assembler.buffered() == 0;
             // Floods on a neighbor link take the hot path: no Bytes for path or payload unless
             // the payload is delivered.
             let ty = frame.first().copied();
@@ -910,7 +914,14 @@ impl Node {
                             }
                             holding = false;
                         }
-                        self.on_flood(now, id, frame, head)
+                        self.on_flood(now, id, frame, head);
+                        if last {
+                            // As the next round would: a link the flood closed is left alone.
+                            match self.links.get(&id) {
+                                Some(l) if !l.is_closing() => break,
+                                _ => return,
+                            }
+                        }
                     }
                     Err(_) => {
                         self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
