@@ -150,7 +150,8 @@ pub struct Simulation {
     queue: EventQueue<Ev>,
     /// Chunks pulled from a core for one write (reused).
     tx_scratch: Vec<Bytes>,
-    /// The last write joined from several chunks, and those chunks (see `pull`).
+    /// The last write joined from several chunks, and those chunks (see `pull`). Holding them
+    /// keeps one write's buffers alive until the next joined write: at most two frames.
     last_join: Option<(Vec<Bytes>, Bytes)>,
     /// Writes of several chunks joined into a new buffer, and writes that shared the last one.
     joined_writes: u64,
