@@ -151,7 +151,8 @@ pub struct Simulation {
     /// Chunks pulled from a core for one write (reused).
     tx_scratch: Vec<Bytes>,
     /// The last write joined from several chunks, and those chunks (see `pull`). Holding them
-    /// keeps one write's buffers alive until the next joined write: at most two frames.
+    /// keeps one write, and the received buffers its chunks are slices of, alive until the
+    /// next joined write of any node: a bounded amount, whatever the run's length.
     last_join: Option<(Vec<Bytes>, Bytes)>,
     /// Writes of several chunks joined into a new buffer, and writes that shared the last one.
     joined_writes: u64,
