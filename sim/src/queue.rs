@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn matches_a_binary_heap_on_random_interleavings() {
         for seed in 1..=20u64 {
-            let mut g = Gen(seed * 0x9E37_79B9_7F4A_7C15);
+            let mut g = Gen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut q = EventQueue::default();
             let mut model = BinaryHeap::new();
             let mut now = 0u64;
