@@ -303,7 +303,6 @@ impl Builder {
             resolve_requests: VecDeque::new(),
             inputs: VecDeque::new(),
             read_buf: BytesMut::new(),
-            tx_scratch: Vec::new(),
             commands: None,
             phase: Phase::Running,
             work: false,
@@ -366,7 +365,8 @@ struct Conn {
     /// Bytes taken from the core and not yet written (at most the write window).
     out: VecDeque<Bytes>,
     out_bytes: usize,
-    /// The core may hold more bytes for this link.
+    /// The core may hold more bytes for this link (it said Transmit, and no pull since has
+    /// come back with less than it asked for).
     core_has_more: bool,
     /// The core closed the link: write what is left, shut down, then read until the peer's
     /// end or the deadline (so the last frame is not lost to a reset).
@@ -428,8 +428,6 @@ pub struct MioNode {
     resolve_requests: VecDeque<ResolveRequest>,
     inputs: VecDeque<Input>,
     read_buf: BytesMut,
-    /// Chunks taken from the core in one call, before they join a connection's queue.
-    tx_scratch: Vec<Bytes>,
     commands: Option<Commands>,
     phase: Phase,
     /// Work is pending (writes after a send, a spent round budget): the deadline is now.
@@ -1076,14 +1074,13 @@ impl MioNode {
             loop {
                 // Bytes stay in the core's bounded queue (where its backpressure and
                 // slow-neighbor rules see them) until the socket can take them.
-                while c.core_has_more && c.out_bytes < window {
-                    match self.node.poll_transmit_into(link, window - c.out_bytes, &mut self.tx_scratch) {
-                        0 => c.core_has_more = false,
-                        n => {
-                            c.out_bytes += n;
-                            c.out.extend(self.tx_scratch.drain(..));
-                        }
-                    }
+                if c.core_has_more && c.out_bytes < window {
+                    // Straight into the write queue, one call per refill: less than the room
+                    // means the core's queue ran dry.
+                    let room = window - c.out_bytes;
+                    let n = self.node.poll_transmit_into(link, room, &mut c.out);
+                    c.out_bytes += n;
+                    c.core_has_more = n == room;
                 }
                 self.stats.write_buffered_peak = self.stats.write_buffered_peak.max(c.out_bytes);
                 if c.out.is_empty() || !c.writable {

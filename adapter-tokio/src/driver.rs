@@ -83,8 +83,8 @@ struct Conn {
     /// Bytes taken from the core and not yet written (at most the write window).
     out: VecDeque<Bytes>,
     out_bytes: usize,
-    /// The core may hold more bytes for this link (it said Transmit, and we have not yet seen
-    /// `poll_transmit` return `None`).
+    /// The core may hold more bytes for this link (it said Transmit, and no pull since has
+    /// come back with less than it asked for).
     core_has_more: bool,
     /// The core closed the link: write what is left, shut down, then drain reads until the
     /// peer closes or the deadline passes (so our last frame is not lost to a reset).
@@ -134,8 +134,6 @@ pub(crate) struct Driver {
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
     read_buf: BytesMut,
-    /// Chunks taken from the core in one call, before they join a connection's queue.
-    tx_scratch: Vec<Bytes>,
     phase: Phase,
     stats: AdapterStats,
 }
@@ -183,7 +181,6 @@ impl Driver {
             timer: Box::pin(tokio::time::sleep_until(now)),
             timer_at: None,
             read_buf: BytesMut::new(),
-            tx_scratch: Vec::new(),
             phase: Phase::Opening {
                 reply: Some(p.open_reply),
                 deadline: now + p.settings.open_timeout,
@@ -808,15 +805,13 @@ impl Driver {
                 // Refill from the core up to the window: bytes stay in the core's bounded queue
                 // (where its backpressure and slow-neighbor rules see them) until the socket
                 // can take them.
-                while c.core_has_more && c.out_bytes < window {
-                    // One call per refill, not one per chunk.
-                    match self.node.poll_transmit_into(link, window - c.out_bytes, &mut self.tx_scratch) {
-                        0 => c.core_has_more = false,
-                        n => {
-                            c.out_bytes += n;
-                            c.out.extend(self.tx_scratch.drain(..));
-                        }
-                    }
+                if c.core_has_more && c.out_bytes < window {
+                    // Straight into the write queue, one call per refill: less than the room
+                    // means the core's queue ran dry.
+                    let room = window - c.out_bytes;
+                    let n = self.node.poll_transmit_into(link, room, &mut c.out);
+                    c.out_bytes += n;
+                    c.core_has_more = n == room;
                 }
                 self.stats.write_buffered_peak = self.stats.write_buffered_peak.max(c.out_bytes);
                 if c.out.is_empty() {

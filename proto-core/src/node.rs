@@ -352,53 +352,57 @@ impl Node {
     /// Up to `max` bytes to write on `link`, `None` when its queue is empty. Call it while the
     /// socket takes more; the chunks share memory with received buffers and payloads.
     pub fn poll_transmit(&mut self, link: LinkId, max: usize) -> Option<Bytes> {
-        let l = self.links.get_mut(&link)?;
-        let next =
-            if l.security.as_ref().is_some_and(|s| s.tls.is_some()) { pull_tls(l, max) } else { l.queue.pop(max) };
-        match next {
-            Some(b) => {
-                l.waiting_since = Some(self.now);
-                self.stats.bytes_sent += b.len() as u64;
-                if l.is_connected() {
-                    self.wake_held();
-                }
-                Some(b)
-            }
-            None => {
-                if l.is_closing() {
-                    // Drained: the adapter closes the socket; nothing more to remember.
-                    self.links.remove(&link);
-                    self.compact_timers();
-                }
-                None
-            }
-        }
+        let mut chunk = None;
+        self.pull(link, |l| {
+            chunk =
+                if l.security.as_ref().is_some_and(|s| s.tls.is_some()) { pull_tls(l, max) } else { l.queue.pop(max) };
+            let taken = chunk.as_ref().map_or(0, Bytes::len);
+            (taken, taken == 0)
+        });
+        chunk
     }
 
     /// Like [`poll_transmit`](Self::poll_transmit), but appends as many chunks as fit in
-    /// `max` bytes to `out` in one call (for a vectored write), returning the bytes appended.
-    /// Zero means the queue is empty (a closing link is then forgotten, as with `poll_transmit`).
-    pub fn poll_transmit_into(&mut self, link: LinkId, max: usize, out: &mut Vec<Bytes>) -> usize {
+    /// `max` bytes to `out` in one call (for a vectored write, or straight into an adapter's
+    /// write queue), returning the bytes appended. It returns less than `max` only when the
+    /// link's queue is now empty, so an adapter need not call again to learn that; zero means
+    /// it was empty. A closing link is forgotten once a pull leaves its queue empty (as with
+    /// `poll_transmit`, whose adapter learns that from one more call).
+    pub fn poll_transmit_into(&mut self, link: LinkId, max: usize, out: &mut impl Extend<Bytes>) -> usize {
+        self.pull(link, |l| {
+            let taken = if l.security.as_ref().is_some_and(|s| s.tls.is_some()) {
+                let mut taken = 0;
+                while taken < max {
+                    let Some(b) = pull_tls(l, max - taken) else { break };
+                    taken += b.len();
+                    out.extend(Some(b));
+                }
+                taken
+            } else {
+                l.queue.pop_into(max, out)
+            };
+            (taken, taken < max)
+        })
+    }
+
+    /// Takes bytes of `link` with `take` (which returns how many, and whether the link has
+    /// nothing more to send), then what every pull implies: the link's writes are moving
+    /// again; a neighbor's drained queue may have room for a held flood (a closing link's
+    /// farewell frees none that forwarding needs); a closing link with nothing more to send is
+    /// forgotten (the adapter closes the socket).
+    #[inline(always)]
+    fn pull(&mut self, link: LinkId, take: impl FnOnce(&mut Link) -> (usize, bool)) -> usize {
         let Some(l) = self.links.get_mut(&link) else { return 0 };
-        let mut taken = 0;
-        if l.security.as_ref().is_some_and(|s| s.tls.is_some()) {
-            while taken < max {
-                let Some(b) = pull_tls(l, max - taken) else { break };
-                taken += b.len();
-                out.push(b);
-            }
-        } else {
-            taken = l.queue.pop_into(max, out);
-        }
+        let (taken, drained) = take(l);
+        let (connected, done) = (l.is_connected(), drained && l.is_closing());
         if taken > 0 {
             l.waiting_since = Some(self.now);
             self.stats.bytes_sent += taken as u64;
-            // A neighbor's queue drained: a held flood may fit now. (A closing link's farewell
-            // frees no room that forwarding needs.)
-            if l.is_connected() {
+            if connected {
                 self.wake_held();
             }
-        } else if l.is_closing() {
+        }
+        if done {
             self.links.remove(&link);
             self.compact_timers();
         }

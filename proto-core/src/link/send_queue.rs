@@ -107,7 +107,7 @@ impl SendQueue {
 
     /// Appends chunks from the front to `out` until `max` bytes are taken or the queue is
     /// empty (the last one split if it does not fit); returns the bytes taken.
-    pub fn pop_into(&mut self, max: usize, out: &mut Vec<Bytes>) -> usize {
+    pub fn pop_into(&mut self, max: usize, out: &mut impl Extend<Bytes>) -> usize {
         let mut taken = 0;
         while taken < max {
             let Some(front) = self.frames.front() else { break };
@@ -116,17 +116,17 @@ impl SendQueue {
                 // The last chunks that fit, one at a time (a chunk may be split).
                 while let Some(b) = self.pop(max - taken) {
                     taken += b.len();
-                    out.push(b);
+                    out.extend(Some(b));
                 }
                 break;
             }
             let Some(Queued { head, rest, .. }) = self.frames.pop_front() else { break };
             self.chunks -= usize::from(!head.is_empty()) + usize::from(!rest.is_empty());
             if !head.is_empty() {
-                out.push(head);
+                out.extend(Some(head));
             }
             if !rest.is_empty() {
-                out.push(rest);
+                out.extend(Some(rest));
             }
             self.bytes -= whole;
             taken += whole;
