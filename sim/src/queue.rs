@@ -37,23 +37,10 @@ impl PartialEq for Key {
     }
 }
 impl Eq for Key {}
-// Reversed: BinaryHeap is a max-heap and we want the earliest (time, seq) on top. The
-// operators are spelled out so that each is one 128-bit comparison.
+// Reversed: BinaryHeap is a max-heap and we want the earliest (time, seq) on top.
 impl PartialOrd for Key {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
-    }
-    fn lt(&self, other: &Self) -> bool {
-        other.rank() < self.rank()
-    }
-    fn le(&self, other: &Self) -> bool {
-        other.rank() <= self.rank()
-    }
-    fn gt(&self, other: &Self) -> bool {
-        other.rank() > self.rank()
-    }
-    fn ge(&self, other: &Self) -> bool {
-        other.rank() >= self.rank()
     }
 }
 impl Ord for Key {
