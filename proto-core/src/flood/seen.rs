@@ -267,30 +267,19 @@ impl GenerationTable {
     /// one, and the part already passed is never emptied again: every probe sequence stays
     /// unbroken. The accesses stay near the pass, so this streams through memory instead of
     /// jumping around it as a rebuild into a new table would.
-    ///
-    /// A kept entry with no slot freed since the last empty one stays where it is: its home
-    /// lies after that empty slot, so every slot from its home to it is still taken, and
-    /// placing it again would put it back in the same slot. (In the forwarding bench, which
-    /// fills the cache to its cap, the pass was about half of the seen cache's time; this
-    /// took 170 → 165 instructions per insert there, sweeps included.)
     fn drop_generation(&mut self, generation: u64) {
         let Some(free) = self.slots.iter().position(|s| *s == 0) else { return };
         let mask = self.mask();
-        let mut freed_since_empty = false;
         for step in 1..=self.slots.len() {
             let i = (free + step) & mask;
             let tagged = self.slots[i];
             if tagged == 0 {
-                // Slots ahead of the pass are as they were: this one was empty before it.
-                freed_since_empty = false;
                 continue;
             }
+            self.slots[i] = 0;
             if tagged & GENERATION_BIT == generation {
-                self.slots[i] = 0;
                 self.len -= 1;
-                freed_since_empty = true;
-            } else if freed_since_empty {
-                self.slots[i] = 0;
+            } else {
                 self.place(tagged);
             }
         }
