@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::config::Config;
@@ -1710,15 +1710,23 @@ impl Node {
             return;
         }
         self.stats.floods_first += 1;
+        // The delivery is taken first (and queued last, after the forwarding's outputs), so
+        // the received frame itself can become the forwarded rest: a reference count fewer
+        // per relayed flood than slicing it and dropping it.
+        let delivery = self
+            .channel_of(&raw[wire::FLOOD_FIXED..f.path_end])
+            .map(|path| (path.clone(), raw.slice(f.payload_start..)));
         // A peer may claim any hop limit; this node forwards no further than its own.
         match forward_hops(f.hops_left).map(|h| h.min(self.cfg.hop_limit)) {
             Some(h) => {
-                wire::encode_forward_head(raw.len(), raw[0], h, &mut self.scratch);
+                let (frame_len, frame_type) = (raw.len(), raw[0]);
+                wire::encode_forward_head(frame_len, frame_type, h, &mut self.scratch);
                 let head = self.scratch.split().freeze();
                 // The received frame from its hop limit on, unchanged and uncopied.
-                let rest = raw.slice(2..);
+                let mut rest = raw;
+                rest.advance(2);
                 if let Some(store) = &mut self.recent {
-                    let stored = StoredHead::Forward { frame_len: raw.len(), frame_type: raw[0], hops_left: h };
+                    let stored = StoredHead::Forward { frame_len, frame_type, hops_left: h };
                     store.record(now, f.id, stored, rest.clone(), self.stats.bytes_received);
                 }
                 let signer = signed_mesh.then_some(f.origin);
@@ -1730,17 +1738,11 @@ impl Node {
                     .push_back(Output::Event(Event::MessageDropped { id: f.id, reason: DropReason::HopLimitReached }));
             }
         }
-        match self.channel_of(&raw[wire::FLOOD_FIXED..f.path_end]).cloned() {
-            Some(path) => {
+        match delivery {
+            Some((path, payload)) => {
                 self.stats.delivered += 1;
                 let hops = f.hop_limit - f.hops_left + 1;
-                self.outputs.push_back(Output::Deliver(Message {
-                    id: f.id,
-                    origin: f.origin,
-                    path,
-                    hops,
-                    payload: raw.slice(f.payload_start..),
-                }));
+                self.outputs.push_back(Output::Deliver(Message { id: f.id, origin: f.origin, path, hops, payload }));
             }
             None => self.stats.no_channel += 1,
         }
