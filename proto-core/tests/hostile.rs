@@ -401,6 +401,35 @@ fn a_peer_trickling_one_frame_is_cut_off() {
     f.healthy_still_works(252);
 }
 
+/// The other side of the trickle rule: a frame split across two reads is finished, and from
+/// then on the link carries only whole floods, a read each (the frame loop's shortest way out).
+/// The finished split must not be held against the link later: it stays up long past the
+/// time that cuts off a trickling peer.
+#[test]
+fn a_split_frame_once_finished_is_not_held_against_a_link_of_single_floods() {
+    let mut f = Fixture::new();
+    let peer = f.inbound(0x7250);
+    let split = flood(3, 8, 0x51, b"/chat", Bytes::from_static(b"split in two"));
+    f.feed(peer, split.slice(..10));
+    f.feed(peer, split.slice(10..));
+    assert_eq!(f.node.stats().delivered, 1);
+    let idle = f.node.config().idle_timeout;
+    let step = idle / 4;
+    for i in 0..12u8 {
+        f.now = f.now + step;
+        f.node.handle_timeout(f.now);
+        let healthy = f.healthy;
+        f.feed(healthy, frame(&Frame::Ping(u64::from(i))));
+        f.feed(peer, flood(3, 8, 0x60 + i, b"/chat", Bytes::from_static(b"whole")));
+        for link in [healthy, peer] {
+            while f.node.poll_transmit(link, usize::MAX).is_some() {}
+        }
+    }
+    assert_eq!(f.closed_reason(peer), None, "a finished split frame was held against the link");
+    assert_eq!(f.node.stats().delivered, 13);
+    f.healthy_still_works(249);
+}
+
 #[test]
 fn a_message_storm_from_one_neighbor_is_capped_when_a_rate_is_set() {
     let mut f = Fixture::with(|c| c.max_floods_per_neighbor_per_sec = Some(100));
