@@ -989,3 +989,91 @@ impl Drop for Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use peerchannel_core::wire::{encode_control, encode_flood_header, Connect, Frame, Hello, VERSION};
+    use peerchannel_core::{Config, MeshId, NodeId};
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// Runs one step of the driver (`step` gets the task's context) and lets the runtime turn
+    /// once, so socket readiness can arrive between steps.
+    async fn step<T>(d: &mut Driver, mut f: impl FnMut(&mut Driver, &mut Context<'_>) -> T) -> T {
+        let out = poll_fn(|cx| Poll::Ready(f(d, cx))).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        out
+    }
+
+    /// The race fixed in 685fc9a, made deterministic: the user's `channel()` is queued after
+    /// the driver's command step and before its read step, and the read holds a message for
+    /// that channel. The read step must take the queued subscription before the bytes reach
+    /// the core, or the message is counted as for no channel and lost to the user.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_subscription_queued_before_a_read_is_open_when_that_reads_message_arrives() {
+        let mesh = MeshId::new("race").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let node = Node::new(Config::new(mesh.clone(), 7), CoreInstant::ZERO).unwrap();
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (_send_tx, send_rx) = mpsc::channel(1);
+        let (open_reply, _opened) = oneshot::channel();
+        let settings = Settings {
+            deliver_timeout: Duration::ZERO,
+            write_window: 64 * 1024,
+            read_chunk: 64 * 1024,
+            open_alone: true,
+            open_timeout: Duration::from_secs(60),
+        };
+        let mut d = Driver::new(DriverParts {
+            node,
+            origin: Instant::now(),
+            settings,
+            listener,
+            resolver: None,
+            cmd_rx,
+            send_rx,
+            open_reply,
+        });
+        d.feed(Input::Open);
+
+        // A peer speaking the wire protocol by hand becomes a neighbor.
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        let mut hs = BytesMut::new();
+        encode_control(&Frame::Hello(Hello { version: VERSION, security: 0, mesh }), &mut hs);
+        encode_control(
+            &Frame::Connect(Connect { node: NodeId::new(0x77).unwrap(), addrs: Default::default() }),
+            &mut hs,
+        );
+        peer.write_all(&hs).await.unwrap();
+        for _ in 0..2000 {
+            if d.node.neighbor_count() == 1 {
+                break;
+            }
+            let _ = step(&mut d, |d, cx| d.poll_drive(cx)).await;
+        }
+        assert_eq!(d.node.neighbor_count(), 1, "the handshake did not complete");
+
+        // The user subscribes; the command waits in the queue. Then the peer's flood arrives.
+        let path = ChannelPath::new("/chat").unwrap();
+        let mailbox = Mailbox::new(16);
+        cmd_tx.send(Command::Subscribe { id: 1, path: path.clone(), mailbox: mailbox.clone() }).unwrap();
+        let mut flood = BytesMut::new();
+        encode_flood_header(4, 8, &[9; 16], 0x77, path.as_bytes(), 5, &mut flood);
+        flood.extend_from_slice(b"hello");
+        peer.write_all(&flood).await.unwrap();
+
+        // Only the read step runs, as when the command landed just after the command step.
+        for _ in 0..2000 {
+            if d.node.stats().floods_received > 0 {
+                break;
+            }
+            step(&mut d, |d, cx| d.poll_reads(cx)).await;
+        }
+        assert_eq!(d.node.stats().floods_received, 1, "the flood was not read");
+        assert_eq!(d.node.stats().no_channel, 0, "the message reached the core before its subscription");
+        let got = mailbox.try_recv().expect("the subscriber got nothing");
+        assert_eq!(&got.payload[..], b"hello");
+    }
+}
