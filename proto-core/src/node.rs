@@ -12,7 +12,7 @@ use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
 use crate::flood::{forward_hops, OwnIds, RecentStore, SeenCache, StoredHead, WARM_BATCH};
 use crate::id::{LinkId, MessageId, NodeId};
-use crate::link::{Link, LinkMap, LinkState, Role, TokenBucket, CHUNK_OVERHEAD};
+use crate::link::{Link, LinkState, LinkTable, Role, TokenBucket, CHUNK_OVERHEAD};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
 use crate::reason::CloseReason;
 use crate::rng::Rng;
@@ -74,7 +74,7 @@ enum Ending {
 #[repr(C)]
 pub struct Node {
     now: Instant,
-    links: LinkMap,
+    links: LinkTable,
     /// The links in state Connected, in the order they connected (kept in step with `links`
     /// by `neighbor_up` and `end_link`, the only places a link enters or leaves that state).
     neighbors: SmallVec<[LinkId; 8]>,
@@ -109,7 +109,6 @@ pub struct Node {
     cfg: Config,
     id: NodeId,
     rng: Rng,
-    next_link: u64,
     maintainer: Maintainer,
     /// Referrals learned, over all links (`Config::max_referrals_per_sec`).
     referral_budget: TokenBucket,
@@ -159,12 +158,11 @@ impl Node {
             id,
             rng,
             state: NodeState::Created,
-            links: LinkMap::default(),
+            links: LinkTable::default(),
             neighbors: SmallVec::new(),
             held: SmallVec::new(),
             resume_armed: false,
             spare_floor: 0,
-            next_link: 1,
             timers: Timers::default(),
             repair_at: None,
             channels: Vec::new(),
@@ -249,12 +247,15 @@ impl Node {
             self.stats.accept_refused += 1;
             return Err(AcceptError::TooManyFromAddress);
         }
-        let id = self.new_link_id();
-        let mut link = Link::new(id, Role::Responder, LinkState::Handshake { hello_received: false }, remote, now);
-        if let Some(sec) = &self.sec {
-            link.security = sec.new_link(false).map_err(|_| AcceptError::Security)?;
-        }
-        self.links.insert(id, link);
+        let security =
+            self.sec.as_ref().map(|sec| sec.new_link(false)).transpose().map_err(|_| AcceptError::Security)?;
+        let id = self.links.insert_new(|id| {
+            let mut link = Link::new(id, Role::Responder, LinkState::Handshake { hello_received: false }, remote, now);
+            if let Some(security) = security {
+                link.security = security;
+            }
+            link
+        });
         self.stats.accepted += 1;
         self.queue_hello(id);
         self.rearm_link(id);
@@ -754,20 +755,15 @@ impl Node {
     }
 
     fn dial(&mut self, now: Instant, addr: SocketAddr, node: Option<NodeId>) {
-        let id = self.new_link_id();
-        let mut link = Link::new(id, Role::Initiator, LinkState::Dialing, addr, now);
-        link.peer = node;
-        link.peer_listen.push(addr);
-        self.links.insert(id, link);
+        let id = self.links.insert_new(|id| {
+            let mut link = Link::new(id, Role::Initiator, LinkState::Dialing, addr, now);
+            link.peer = node;
+            link.peer_listen.push(addr);
+            link
+        });
         self.stats.dials += 1;
         self.outputs.push_back(Output::Dial { link: id, addr });
         self.rearm_link(id);
-    }
-
-    fn new_link_id(&mut self) -> LinkId {
-        let id = LinkId(self.next_link);
-        self.next_link += 1;
-        id
     }
 
     // ----- links --------------------------------------------------------------------------
@@ -1838,7 +1834,7 @@ fn push_frame(
 
 /// Whether the maintainer may dial `addr` (naming `node`, if a referral did): not this node,
 /// and no live link to that address or node already.
-fn is_usable(links: &LinkMap, cfg: &Config, me: NodeId, addr: SocketAddr, node: Option<NodeId>) -> bool {
+fn is_usable(links: &LinkTable, cfg: &Config, me: NodeId, addr: SocketAddr, node: Option<NodeId>) -> bool {
     if node == Some(me) || cfg.listen_addrs.contains(&addr) {
         return false;
     }

@@ -242,11 +242,15 @@ impl Fixture {
     }
 }
 
-/// Heap of the node's link table once it has held `n` links at once (a hash table keeps its
+/// Heap of the node's link table once it has held `n` links at once (the table keeps its
 /// capacity; that is bounded by the most links the limits allow at once, not by the attack).
 fn link_table(n: usize) -> isize {
-    let buckets = (n * 8 / 7 + 1).next_power_of_two().max(4);
-    (buckets * (std::mem::size_of::<(LinkId, peerchannel_core::link::Link)>() + 1)) as isize
+    // The table grows by doubling from 8 slots while more than 7/8 of them would be taken.
+    let mut slots = 8;
+    while n * 8 > slots * 7 {
+        slots *= 2;
+    }
+    (slots * std::mem::size_of::<Option<peerchannel_core::link::Link>>()) as isize
 }
 
 /// Heap of the node's timer heap once it has held `n` entries. Timer entries are not removed

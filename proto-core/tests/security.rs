@@ -490,13 +490,23 @@ fn a_relay_that_alters_every_flood_is_cut_off_and_everyone_still_receives() {
     net.open_all(Duration::from_millis(50));
     net.run_for(Duration::from_secs(20));
     assert_eq!(net.components(), 1);
-    // Node 4 turns hostile: it flips the last payload byte of every signed flood it forwards,
-    // and its copies travel faster than everyone else's, so they arrive first.
-    for i in (0..10).filter(|i| *i != 4) {
+    // A relay turns hostile: it flips the last payload byte of every signed flood it forwards,
+    // and its copies travel faster than everyone else's. It is a node with two neighbors that
+    // are not neighbors of each other: a flood from one of them then reaches the other first
+    // through the relay (two hops, one slow) rather than any other way (two slow hops at
+    // least), so an altered copy is the first one there.
+    let (hostile, origin) = (0..10)
+        .find_map(|h| {
+            let around = net.neighbors_of(h);
+            let p = around.iter().find(|p| around.iter().any(|y| y != *p && !net.neighbors_of(**p).contains(y)))?;
+            Some((h, *p))
+        })
+        .expect("a relay between two nodes that are not neighbors");
+    for i in (0..10).filter(|i| *i != hostile) {
         net.extra_latency.insert(i, Duration::from_millis(3));
     }
-    net.tamper = Some(Box::new(|from, _to, bytes: &mut BytesMut| {
-        if from != 4 {
+    net.tamper = Some(Box::new(move |from, _to, bytes: &mut BytesMut| {
+        if from != hostile {
             return;
         }
         let mut at = 0;
@@ -509,8 +519,12 @@ fn a_relay_that_alters_every_flood_is_cut_off_and_everyone_still_receives() {
         }
     }));
     let all: Vec<usize> = (0..10).collect();
-    all_delivered_once(&mut net, &[0, 9], &all);
+    let far = (0..10).find(|i| *i != hostile && *i != origin && !net.neighbors_of(hostile).contains(i)).unwrap();
+    all_delivered_once(&mut net, &[origin, far], &all);
     let invalid: u64 = (0..10).map(|i| net.node(i).stats().invalid_signatures).sum();
     assert!(invalid > 0, "the altered copies were caught");
-    assert!(net.node(4).stats().neighbors_down_for(CloseReason::InvalidSignature) > 0, "the relay's links were closed");
+    assert!(
+        net.node(hostile).stats().neighbors_down_for(CloseReason::InvalidSignature) > 0,
+        "the relay's links were closed"
+    );
 }

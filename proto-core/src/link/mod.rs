@@ -3,9 +3,11 @@
 
 mod assembler;
 mod send_queue;
+mod table;
 
 pub use assembler::FrameAssembler;
 pub use send_queue::{SendQueue, CHUNK_OVERHEAD};
+pub use table::LinkTable;
 
 use std::net::SocketAddr;
 
@@ -16,43 +18,6 @@ use crate::id::{LinkId, NodeId};
 use crate::mesh::LinkUtility;
 use crate::security::LinkSecurity;
 use crate::time::Instant;
-
-/// The node's links by handle. Hashed with a fixed function of the handle (no random state),
-/// so iteration order depends only on the node's own history and runs stay deterministic.
-pub type LinkMap = hashbrown::HashMap<LinkId, Link, LinkIdHasher>;
-
-/// Fixed hasher for link handles (sequential integers, never chosen by a peer).
-#[derive(Copy, Clone, Debug, Default)]
-pub struct LinkIdHasher;
-
-impl core::hash::BuildHasher for LinkIdHasher {
-    type Hasher = LinkIdHash;
-    fn build_hasher(&self) -> LinkIdHash {
-        LinkIdHash(0)
-    }
-}
-
-/// See [`LinkIdHasher`].
-#[derive(Debug)]
-pub struct LinkIdHash(u64);
-
-impl core::hash::Hasher for LinkIdHash {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        // Fibonacci hashing spreads sequential handles over the table's high and low bits.
-        let full = u128::from(self.0 ^ 0x5851_F42D_4C95_7F2D) * 0x9E37_79B9_7F4A_7C15;
-        (full as u64) ^ ((full >> 64) as u64)
-    }
-}
 
 /// Which side opened the connection.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

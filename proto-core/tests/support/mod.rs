@@ -285,6 +285,14 @@ impl Net {
         self.nodes[i].as_ref().unwrap()
     }
 
+    /// The nodes `i` has as neighbors now, in ascending order.
+    pub fn neighbors_of(&self, i: usize) -> Vec<usize> {
+        let mut out: Vec<usize> =
+            self.node(i).neighbors().iter().filter_map(|nb| self.pairs.get(&(i, nb.link)).map(|(j, _)| *j)).collect();
+        out.sort();
+        out
+    }
+
     /// Connected components of the neighbor graph among live nodes.
     pub fn components(&self) -> usize {
         let alive = self.alive();
