@@ -618,8 +618,9 @@ impl Simulation {
         let links = &mut self.nodes[node as usize].links;
         let i = usize::try_from(link.0).unwrap_or(usize::MAX);
         if i >= links.len() {
-            // Link IDs are dense per node; a huge one would be a core change, not a reason
-            // to allocate without bound.
+            // A node's link IDs increase from 1 with few gaps (the core skips an ID only when
+            // its table slot is taken); a huge one would be a core change, not a reason to
+            // allocate without bound.
             if i > links.len() + 1_000_000 {
                 return;
             }
