@@ -1,5 +1,6 @@
 //! The command line as a user runs it: the engine's speed under traffic is reported apart from
-//! the mesh's formation, and running in two steps for it leaves the run unchanged.
+//! the mesh's formation. (That the run stopped at the first publish and resumed is the same run
+//! is tested in `engine.rs`.)
 
 use std::process::Command;
 
@@ -29,7 +30,7 @@ fn nothing_published_means_no_speed_under_traffic() {
 }
 
 #[test]
-fn the_summary_names_both_rates_and_the_run_stays_deterministic() {
+fn the_summary_names_both_rates_under_check_determinism() {
     let out = sim(&["--scenario", "steady-1k", "--nodes", "60", "--duration", "90", "--check-determinism"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);

@@ -191,6 +191,28 @@ fn a_relayed_floods_writes_share_one_buffer_and_it_still_arrives_everywhere_once
     assert!(shared >= joined, "{shared} shared writes beside {joined} joined");
 }
 
+/// The command line stops a run at the first publish to time the rest apart (the rate under
+/// traffic): stopping there, or anywhere, must not change the run.
+#[test]
+fn a_run_stopped_at_the_first_publish_and_resumed_is_the_same_run() {
+    let scenario = || {
+        let mut s = quiet(40);
+        s.duration_secs = 50.0;
+        s.publish.rate_per_sec = 2.0;
+        s.publish.start_secs = 20.0;
+        s
+    };
+    let whole = Simulation::new(scenario()).unwrap().run();
+    let mut sim = Simulation::new(scenario()).unwrap();
+    sim.run_until(Duration::from_secs(20));
+    let events_before = sim.events();
+    let resumed = sim.run();
+    assert!(events_before > 0 && events_before < resumed.events);
+    assert!(!whole.messages.is_empty(), "nothing was published");
+    assert_eq!(resumed.events, whole.events);
+    assert_eq!((resumed.trace_hash, resumed.delivery_hash), (whole.trace_hash, whole.delivery_hash));
+}
+
 /// A restart brings a new node (new seed, new NodeId) up on the departed node's host and
 /// address.
 #[test]
