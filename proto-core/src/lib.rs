@@ -11,9 +11,10 @@
 //!
 //! An adapter's whole loop: feed socket events as [`Input`]s, carry out what
 //! [`Node::poll_output`] asks, write what [`Node::poll_transmit_into`] hands out when a link has
-//! bytes waiting (until it hands out less than asked: the queue ran dry), call [`Node::handle_timeout`] at [`Node::poll_timeout`], and before reading a
-//! socket check [`Node::reads_paused`] (a flood from that link waits for room in a slow
-//! neighbor's queue; leaving the bytes in the socket lets TCP slow the sender).
+//! bytes waiting (until it hands out less than asked: the queue ran dry), call
+//! [`Node::handle_timeout`] at [`Node::poll_timeout`], and before reading a socket check
+//! [`Node::reads_paused`] (a flood from that link waits for room in a slow neighbor's queue;
+//! leaving the bytes in the socket lets TCP slow the sender).
 //!
 //! ```
 //! use bytes::Bytes;

@@ -57,6 +57,8 @@ pub enum LinkState {
 #[derive(Debug)]
 #[repr(C)]
 pub struct Link {
+    /// The handle adapters know it by. First: every lookup in the link table compares it.
+    pub id: LinkId,
     /// Life-cycle state.
     pub state: LinkState,
     /// Reassembly of received frames.
@@ -86,8 +88,6 @@ pub struct Link {
     /// Bytes at the head of the queue that go out as they are, before TLS takes over (the
     /// Hello, which announces the security setting in the clear).
     pub raw_prefix: usize,
-    /// The handle adapters know it by.
-    pub id: LinkId,
     /// Who dialed.
     pub role: Role,
     /// Recovery: this node offered its recent floods (Digest sent), so one Want may come.

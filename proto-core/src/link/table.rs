@@ -14,9 +14,10 @@ const MIN_SLOTS: usize = 8;
 /// handle picks the slot: link `id` lives in slot `id & mask`. Handles are still handed out in
 /// increasing order and never reused, but a handle whose slot is taken is skipped, so handles
 /// may have gaps. The table is at most 7/8 full (as full as a hash map of the same links would
-/// be, so it takes no more memory), so a free slot is always near. Doubling the table keeps every link's slot free of others (two handles
-/// that differ under the small mask differ under the larger one too), and the table never
-/// shrinks: a node's links are bounded by its configuration.
+/// be, so it takes no more memory), so a free slot is always near. Doubling the table keeps
+/// every link's slot free of others (two handles that differ under the small mask differ under
+/// the larger one too), and the table never shrinks: a node's links are bounded by its
+/// configuration.
 ///
 /// Iteration is in slot order, a function of the node's own history only, so runs stay
 /// deterministic.
@@ -105,11 +106,6 @@ impl LinkTable {
     /// The links, in slot order.
     pub fn values(&self) -> impl Iterator<Item = &Link> {
         self.slots.iter().flatten()
-    }
-
-    /// Slots allocated (for memory accounting: each is one `Option<Link>`).
-    pub fn slots(&self) -> usize {
-        self.slots.len()
     }
 
     fn mask(&self) -> usize {
