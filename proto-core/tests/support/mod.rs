@@ -306,8 +306,7 @@ impl Net {
             r
         }
         for &i in &alive {
-            for nb in self.node(i).neighbors() {
-                let Some(&(j, _)) = self.pairs.get(&(i, nb.link)) else { continue };
+            for j in self.neighbors_of(i) {
                 if !parent.contains_key(&j) {
                     continue;
                 }
