@@ -146,8 +146,13 @@ mod tests {
         q.push(15, 2);
         assert_eq!(q.pop_until(10), Some((5, 1)));
         assert_eq!(q.pop_until(10), None);
+        // A horizon before the last event taken out takes nothing either.
+        assert_eq!(q.pop_until(4), None);
         assert_eq!(q.len(), 1);
+        assert_eq!(q.peek_time(), Some(15));
         assert_eq!(q.pop_until(15), Some((15, 2)));
+        assert_eq!(q.pop_until(u64::MAX), None);
+        assert_eq!(q.peek_time(), None);
     }
 
     #[test]
@@ -186,19 +191,6 @@ mod tests {
         assert_eq!(q.peek_time(), Some(0));
         let order: Vec<_> = std::iter::from_fn(|| q.pop_until(u64::MAX)).map(|(_, e)| e).collect();
         assert_eq!(order, vec!["zero", "one", "far", "never"]);
-    }
-
-    #[test]
-    fn a_horizon_before_the_current_time_takes_nothing() {
-        let mut q = EventQueue::default();
-        q.push(50, 1);
-        q.push(50, 2);
-        assert_eq!(q.pop_until(60), Some((50, 1)));
-        assert_eq!(q.pop_until(40), None);
-        assert_eq!(q.peek_time(), Some(50));
-        assert_eq!(q.pop_until(50), Some((50, 2)));
-        assert_eq!(q.pop_until(u64::MAX), None);
-        assert_eq!(q.peek_time(), None);
     }
 
     #[test]
