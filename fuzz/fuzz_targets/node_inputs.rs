@@ -85,11 +85,13 @@ enum Op {
         link: u8,
         bytes: Vec<u8>,
     },
-    /// Frames cut at arbitrary points, each piece a separate read.
+    /// Frames cut at arbitrary points, each piece a separate read, or all the pieces one
+    /// input of several buffers (`Input::ReceivedChunks`).
     Split {
         link: u8,
         frames: Vec<FrameSpec>,
         cuts: Vec<u16>,
+        in_one_input: bool,
     },
     Send {
         path: u8,
@@ -416,7 +418,7 @@ impl Driver {
                     self.feed(link, Bytes::from(bytes));
                 }
             }
-            Op::Split { link, frames, cuts } => {
+            Op::Split { link, frames, cuts, in_one_input } => {
                 if let Some(link) = self.link(link) {
                     let mut out = BytesMut::new();
                     for f in frames.iter().take(16) {
@@ -427,9 +429,19 @@ impl Driver {
                     points.push(all.len());
                     points.sort_unstable();
                     let mut from = 0;
+                    let mut chunks = smallvec::SmallVec::new();
                     for to in points {
-                        self.feed(link, all.slice(from..to));
+                        if in_one_input {
+                            chunks.push(all.slice(from..to));
+                        } else {
+                            self.feed(link, all.slice(from..to));
+                        }
                         from = to;
+                    }
+                    if in_one_input {
+                        self.node.handle_input(self.now, Input::ReceivedChunks { link, chunks });
+                        self.drain_outputs();
+                        self.check();
                     }
                 }
             }

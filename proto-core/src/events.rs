@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::id::{LinkId, MessageId, NodeId};
 use crate::reason::CloseReason;
@@ -41,6 +42,18 @@ pub enum Input {
         link: LinkId,
         /// The bytes; whole frames in them are used without copying.
         data: Bytes,
+    },
+    /// Bytes arrived on a link in several buffers, in order: the same as one
+    /// [`Received`](Input::Received) per buffer, in one step. For a vectored read, or for a
+    /// transport that hands on a peer's writes as the chunks
+    /// [`Node::poll_transmit_into`](crate::Node::poll_transmit_into) gave it: a flood's body
+    /// that arrives as its own buffer right after the flood's first bytes (as a relay queues
+    /// it: its forward head, then the body it received) is used without copying too.
+    ReceivedChunks {
+        /// The link.
+        link: LinkId,
+        /// The buffers, in order (two inline; more spill to the heap).
+        chunks: SmallVec<[Bytes; 2]>,
     },
     /// The transport connection ended (end of stream, reset, I/O error). The adapter has
     /// already closed its socket.

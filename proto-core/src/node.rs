@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::config::Config;
@@ -12,7 +12,7 @@ use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
 use crate::flood::{forward_hops, OwnIds, RecentStore, SeenCache, StoredHead, WARM_BATCH};
 use crate::id::{LinkId, MessageId, NodeId};
-use crate::link::{Link, LinkState, LinkTable, Role, TokenBucket, CHUNK_OVERHEAD};
+use crate::link::{Assembled, Link, LinkState, LinkTable, Role, TokenBucket, CHUNK_OVERHEAD};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
 use crate::reason::CloseReason;
 use crate::rng::Rng;
@@ -21,7 +21,7 @@ use crate::stats::Stats;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
 use crate::uri::ChannelPath;
-use crate::wire::{self, Connect, Disconnect, Frame, Hello, Referral, Refuse, Welcome};
+use crate::wire::{self, Connect, Disconnect, FloodFrame, Frame, Hello, Referral, Refuse, Welcome};
 
 /// A neighbor's queue may keep alive at most this many times `link_queue_bytes` of received
 /// data: forwarded floods share the buffers they arrived in, so a neighbor that does not drain
@@ -212,7 +212,8 @@ impl Node {
                     self.end_link(now, link, CloseReason::Faulted, Ending::Transport(Some(error)));
                 }
             }
-            Input::Received { link, data } => self.on_received(now, link, data),
+            Input::Received { link, data } => self.on_received(now, link, [data]),
+            Input::ReceivedChunks { link, chunks } => self.on_received(now, link, chunks),
             Input::LinkClosed { link, error } => {
                 let reason = if error.is_some() { CloseReason::Faulted } else { CloseReason::Closed };
                 self.end_link(now, link, reason, Ending::Transport(error));
@@ -813,39 +814,70 @@ impl Node {
         self.end_link(now, id, CloseReason::AuthenticationFailure, Ending::Local);
     }
 
-    fn on_received(&mut self, now: Instant, id: LinkId, data: Bytes) {
-        let Some(link) = self.links.get_mut(&id) else { return };
-        if link.is_closing() {
-            return;
-        }
-        self.stats.bytes_received += data.len() as u64;
-        if link.state == LinkState::Dialing {
-            // Bytes before the transport said it connected: the adapter broke the contract.
-            self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
-            return;
-        }
-        link.last_recv = now;
-        // Bytes on a link the node asked the adapter not to read: this adapter reads on
-        // regardless, so waiting would only pile them up here. The held flood and these bytes
-        // go on now (a neighbor still without room is evicted, as with `forward_wait` zero).
-        let may_hold = link.held_since.take().is_none();
+    /// Bytes arrived on link `id`, in one or more chunks: each is handled as it would be on
+    /// its own, and the read's bookkeeping (copy count, partial-frame clock, link timer) is
+    /// done once at the end.
+    fn on_received(&mut self, now: Instant, id: LinkId, chunks: impl IntoIterator<Item = Bytes>) {
+        let Some(link) = self.links.get(&id) else { return };
         let copied_before = link.assembler.copied_bytes();
-        if link.tls_active() {
-            let Some(plain) = self.decrypt(now, id, &data) else { return };
+        for data in chunks {
             let Some(link) = self.links.get_mut(&id) else { return };
-            link.assembler.push(plain);
-        } else {
-            link.assembler.push(data);
+            if link.is_closing() {
+                return;
+            }
+            self.stats.bytes_received += data.len() as u64;
+            if link.state == LinkState::Dialing {
+                // Bytes before the transport said it connected: the adapter broke the contract.
+                self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                return;
+            }
+            link.last_recv = now;
+            // Bytes on a link the node asked the adapter not to read: this adapter reads on
+            // regardless, so waiting would only pile them up here. The held flood and these
+            // bytes go on now (a neighbor still without room is evicted, as with
+            // `forward_wait` zero).
+            let may_hold = link.held_since.take().is_none();
+            if link.tls_active() {
+                let Some(plain) = self.decrypt(now, id, &data) else { return };
+                let Some(link) = self.links.get_mut(&id) else { return };
+                link.assembler.push(plain);
+            } else {
+                link.assembler.push(data);
+            }
+            if !self.take_frames(now, id, may_hold) {
+                return;
+            }
         }
-        self.process_frames(now, id, copied_before, may_hold);
+        self.finish_read(now, id, copied_before);
+    }
+
+    /// [`take_frames`](Self::take_frames), then the read's bookkeeping.
+    fn process_frames(&mut self, now: Instant, id: LinkId, copied_before: u64, may_hold: bool) {
+        if self.take_frames(now, id, may_hold) {
+            self.finish_read(now, id, copied_before);
+        }
+    }
+
+    /// After a read's frames were taken: counts the bytes reassembly copied since
+    /// `copied_before`, starts or stops the partial-frame clock, and re-arms the link's timer.
+    fn finish_read(&mut self, now: Instant, id: LinkId, copied_before: u64) {
+        if let Some(link) = self.links.get_mut(&id) {
+            self.stats.reassembly_copied_bytes += link.assembler.copied_bytes() - copied_before;
+            // A frame left incomplete must finish within the idle timeout (see on_link_timer).
+            link.partial_since = match (link.assembler.buffered(), link.partial_since) {
+                (0, _) => None,
+                (_, Some(t)) => Some(t),
+                (_, None) => Some(now),
+            };
+        }
+        self.rearm_link(id);
     }
 
     /// Runs the frames waiting in link `id`'s assembler through the node, until more bytes are
     /// needed, the link ends, or a flood must wait for room (see [`must_hold`](Self::must_hold);
-    /// only if `may_hold`). `copied_before` is the assembler's copy count before the bytes now
-    /// processed arrived.
-    fn process_frames(&mut self, now: Instant, id: LinkId, copied_before: u64, may_hold: bool) {
-        let Some(link) = self.links.get(&id) else { return };
+    /// only if `may_hold`). False if the link ended or is closing (nothing more to do for it).
+    fn take_frames(&mut self, now: Instant, id: LinkId, may_hold: bool) -> bool {
+        let Some(link) = self.links.get(&id) else { return false };
         // Whether a flood of this link waits already (then a flood that fits ends the wait).
         let mut holding = link.held_since.is_some();
         // A busy link delivers many floods per read. Touching their seen-cache slots first
@@ -872,16 +904,16 @@ impl Node {
             }
         }
         loop {
-            let Some(link) = self.links.get_mut(&id) else { return };
+            let Some(link) = self.links.get_mut(&id) else { return false };
             if link.is_closing() {
-                return;
+                return false;
             }
-            let frame = match link.assembler.next_frame(self.max_frame) {
+            let assembled = match link.assembler.next_frame(self.max_frame) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(_) => {
                     self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
-                    return;
+                    return false;
                 }
             };
             // Nothing after this frame: a flood (which adds no bytes to the assembler, unlike
@@ -889,47 +921,56 @@ impl Node {
             // reads of a quiet mesh hold one flood.
             let last = link.assembler.buffered() == 0;
             // Floods on a neighbor link take the hot path: no Bytes for path or payload unless
-            // the payload is delivered.
-            let ty = frame.first().copied();
-            if link.is_connected()
-                && (ty == Some(wire::FrameType::Flood as u8) || ty == Some(wire::FrameType::SignedFlood as u8))
-            {
-                match wire::decode_flood_head(&frame) {
-                    Ok(head) => {
-                        if may_hold && !self.cfg.forward_wait.is_zero() {
-                            // Under the floor it fits everywhere; only above it are the
-                            // neighbors looked up (per flood, that was 2-4% of a relay).
-                            let need = wire::LEN_PREFIX + frame.len();
-                            let fits = need <= self.spare_floor || {
-                                let (all, others) = self.forward_spare(id);
-                                self.spare_floor = all;
-                                need <= others
-                            };
-                            // (Unless the link waits already, a flood that fits changes no state.)
-                            if (!fits || holding) && self.must_hold(now, id, fits) {
-                                if let Some(link) = self.links.get_mut(&id) {
-                                    link.assembler.unread(frame);
+            // the payload is delivered. Anything else is decoded whole.
+            let is_flood = |ty: Option<&u8>| {
+                ty == Some(&(wire::FrameType::Flood as u8)) || ty == Some(&(wire::FrameType::SignedFlood as u8))
+            };
+            let frame = match assembled {
+                Assembled::Flood(f) if link.is_connected() => Ok(Some(f)),
+                Assembled::Frame(f) if link.is_connected() && is_flood(f.first()) => Ok(FloodFrame::from_frame(f)),
+                other => Err(other.into_frame()),
+            };
+            let frame = match frame {
+                Ok(flood) => {
+                    match flood.map(|f| (wire::decode_flood_parts(f.first, &f.body), f)) {
+                        Some((Ok(head), flood)) => {
+                            if may_hold && !self.cfg.forward_wait.is_zero() {
+                                // Under the floor it fits everywhere; only above it are the
+                                // neighbors looked up (per flood, that was 2-4% of a relay).
+                                let need = wire::LEN_PREFIX + flood.len();
+                                let fits = need <= self.spare_floor || {
+                                    let (all, others) = self.forward_spare(id);
+                                    self.spare_floor = all;
+                                    need <= others
+                                };
+                                // (Unless the link waits already, a flood that fits changes no
+                                // state.)
+                                if (!fits || holding) && self.must_hold(now, id, fits) {
+                                    if let Some(link) = self.links.get_mut(&id) {
+                                        link.assembler.unread(Assembled::Flood(flood));
+                                    }
+                                    break;
                                 }
-                                break;
+                                holding = false;
                             }
-                            holding = false;
+                            self.on_flood(now, id, flood, head);
+                            if last {
+                                // As the next round would: a link the flood closed is left alone.
+                                match self.links.get(&id) {
+                                    Some(l) if !l.is_closing() => break,
+                                    _ => return false,
+                                }
+                            }
                         }
-                        self.on_flood(now, id, frame, head);
-                        if last {
-                            // As the next round would: a link the flood closed is left alone.
-                            match self.links.get(&id) {
-                                Some(l) if !l.is_closing() => break,
-                                _ => return,
-                            }
+                        _ => {
+                            self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                            return false;
                         }
                     }
-                    Err(_) => {
-                        self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
-                        return;
-                    }
+                    continue;
                 }
-                continue;
-            }
+                Err(frame) => frame,
+            };
             match wire::decode_frame(&frame) {
                 Ok(decoded) => self.on_frame(now, id, decoded),
                 Err(e) => {
@@ -939,20 +980,11 @@ impl Node {
                         _ => CloseReason::ProtocolViolation,
                     };
                     self.end_link(now, id, reason, Ending::Local);
-                    return;
+                    return false;
                 }
             }
         }
-        if let Some(link) = self.links.get_mut(&id) {
-            self.stats.reassembly_copied_bytes += link.assembler.copied_bytes() - copied_before;
-            // A frame left incomplete must finish within the idle timeout (see on_link_timer).
-            link.partial_since = match (link.assembler.buffered(), link.partial_since) {
-                (0, _) => None,
-                (_, Some(t)) => Some(t),
-                (_, None) => Some(now),
-            };
-        }
-        self.rearm_link(id);
+        true
     }
 
     /// The least room for a frame (in the bytes `SendQueue::has_room` accepts) in every
@@ -1608,7 +1640,7 @@ impl Node {
 
     /// Checks a signed flood against the signer its link introduced for the origin. A bad
     /// signature drops the copy, is reported and closes the link.
-    fn verify_flood(&mut self, now: Instant, from: LinkId, raw: &Bytes, f: &wire::FloodHead) -> bool {
+    fn verify_flood(&mut self, now: Instant, from: LinkId, raw: &FloodFrame, f: &wire::FloodHead) -> bool {
         let signer = self
             .links
             .get(&from)
@@ -1623,10 +1655,10 @@ impl Node {
         let digest = crate::security::flood_digest(
             &f.id,
             f.origin,
-            &raw[wire::FLOOD_FIXED..f.path_end],
-            &raw[f.payload_start..],
+            raw.bytes(wire::FLOOD_FIXED..f.path_end),
+            raw.bytes(f.payload_start..raw.len()),
         );
-        let sig = f.signature().map_or(&[][..], |r| &raw[r]);
+        let sig = f.signature().map_or(&[][..], |r| raw.bytes(r));
         if signer.signer.verify(&digest, sig) {
             self.stats.signatures_verified += 1;
             return true;
@@ -1662,7 +1694,7 @@ impl Node {
         }
     }
 
-    fn on_flood(&mut self, now: Instant, from: LinkId, raw: Bytes, f: wire::FloodHead) {
+    fn on_flood(&mut self, now: Instant, from: LinkId, raw: FloodFrame, f: wire::FloodHead) {
         let payload_len = raw.len() - f.payload_start;
         let signed_mesh = self.sec.as_ref().is_some_and(|s| s.mode.message());
         // The frame bound leaves room for a long path; the payload has its own limit. A signed
@@ -1707,20 +1739,19 @@ impl Node {
         }
         self.stats.floods_first += 1;
         // The delivery is taken first (and queued last, after the forwarding's outputs), so
-        // the received frame itself can become the forwarded rest: a reference count fewer
-        // per relayed flood than slicing it and dropping it.
+        // the received body itself can become the forwarded rest: a reference count fewer per
+        // relayed flood than slicing it and dropping it.
         let delivery = self
-            .channel_of(&raw[wire::FLOOD_FIXED..f.path_end])
-            .map(|path| (path.clone(), raw.slice(f.payload_start..)));
+            .channel_of(raw.bytes(wire::FLOOD_FIXED..f.path_end))
+            .map(|path| (path.clone(), raw.slice_from(f.payload_start)));
         // A peer may claim any hop limit; this node forwards no further than its own.
         match forward_hops(f.hops_left).map(|h| h.min(self.cfg.hop_limit)) {
             Some(h) => {
-                let (frame_len, frame_type) = (raw.len(), raw[0]);
+                let (frame_len, frame_type) = (raw.len(), raw.first[0]);
                 wire::encode_forward_head(frame_len, frame_type, h, &mut self.scratch);
                 let head = self.scratch.split().freeze();
                 // The received frame from its hop limit on, unchanged and uncopied.
-                let mut rest = raw;
-                rest.advance(2);
+                let rest = raw.body;
                 if let Some(store) = &mut self.recent {
                     let stored = StoredHead::Forward { frame_len, frame_type, hops_left: h };
                     store.record(now, f.id, stored, rest.clone(), self.stats.bytes_received);

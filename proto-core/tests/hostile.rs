@@ -270,21 +270,69 @@ fn forwarded_floods_share_the_received_buffer() {
     let healthy = f.healthy;
     while f.node.poll_transmit(other, usize::MAX).is_some() {}
     f.feed(healthy, wire.clone());
-    let chunks: Vec<Bytes> = std::iter::from_fn(|| f.node.poll_transmit(other, usize::MAX)).collect();
-    let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+    let fl = forwarded(&mut f, other, &wire);
+    assert_eq!(f.node.stats().reassembly_copied_bytes, 0);
+    // The forwarded frame is the received one with one hop less.
+    assert_eq!((fl.hops_left, fl.hop_limit, fl.id), (3, 8, MessageId([9; 16])));
+}
+
+/// The one flood queued to `to`, decoded; its payload must be a slice of `received`, not a copy.
+fn forwarded(f: &mut Fixture, to: LinkId, received: &Bytes) -> Flood {
+    let chunks: Vec<Bytes> = std::iter::from_fn(|| f.node.poll_transmit(to, usize::MAX)).collect();
+    let range = received.as_ptr() as usize..received.as_ptr() as usize + received.len();
     let big: Vec<&Bytes> = chunks.iter().filter(|c| c.len() >= 1024).collect();
     assert_eq!(big.len(), 1, "{chunks:?}");
     assert!(range.contains(&(big[0].as_ptr() as usize)), "forwarded payload was copied");
-    assert_eq!(f.node.stats().reassembly_copied_bytes, 0);
-    // The forwarded frame is the received one with one hop less.
     let mut all = BytesMut::new();
     for c in &chunks {
         all.put_slice(c);
     }
     let mut all = all.freeze();
     let fr = split_frame(&mut all, 1 << 20).unwrap().unwrap();
-    let Frame::Flood(fl) = decode_frame(&fr).unwrap() else { panic!() };
-    assert_eq!((fl.hops_left, fl.hop_limit, fl.id), (3, 8, MessageId([9; 16])));
+    let Frame::Flood(fl) = decode_frame(&fr).unwrap() else { panic!("not a flood: {fr:?}") };
+    fl
+}
+
+#[test]
+fn a_flood_read_as_a_relay_wrote_it_is_forwarded_and_delivered_without_copying_its_body() {
+    // A relay writes a flood as its forward head (length prefix, type, hops left), then the
+    // body it received. A transport that hands those chunks on as they are delivers them as two
+    // buffers: in one input, or in two reads one after the other.
+    for (i, as_two_reads) in [false, true].into_iter().enumerate() {
+        let mut f = Fixture::new();
+        let other = f.inbound(0x4000);
+        let healthy = f.healthy;
+        while f.node.poll_transmit(other, usize::MAX).is_some() {}
+        let wire = flood(4, 8, 9 + i as u8, b"/chat", Bytes::from(vec![5u8; 1024]));
+        let (head, body) = (wire.slice(..FORWARD_HEAD_LEN), wire.slice(FORWARD_HEAD_LEN..));
+        f.outputs.clear();
+        if as_two_reads {
+            f.feed(healthy, head);
+            assert!(f.outputs.is_empty(), "a head alone is not a frame: {:?}", f.outputs);
+            f.feed(healthy, body.clone());
+        } else {
+            f.now = f.now + std::time::Duration::from_millis(1);
+            f.node.handle_input(f.now, Input::ReceivedChunks { link: healthy, chunks: [head, body.clone()].into() });
+            f.drain();
+        }
+        let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        let delivered: Vec<&Bytes> = f
+            .outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Deliver(m) => Some(&m.payload),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(delivered.len(), 1, "two reads: {as_two_reads}");
+        assert!(range.contains(&(delivered[0].as_ptr() as usize)), "delivered payload was copied");
+        let fl = forwarded(&mut f, other, &body);
+        // Only the head's bytes waited in the reassembly buffer.
+        assert_eq!(f.node.stats().reassembly_copied_bytes, FORWARD_HEAD_LEN as u64);
+        assert_eq!((fl.hops_left, fl.hop_limit, fl.id), (3, 8, MessageId([9 + i as u8; 16])));
+        assert_eq!(fl.payload, Bytes::from(vec![5u8; 1024]));
+        f.healthy_still_works(60 + i as u8);
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use peerchannel_core::{ChannelPath, Config, Event, Input, Instant, LinkId, MeshId, Node, Output, Rng};
+use smallvec::SmallVec;
 
 use crate::metrics::{self, Lifetime, Phases, Recorder, Report, Sample, Traffic, NEVER};
 use crate::network::{ephemeral_addr, host_addr, host_of, Network, Stream, Uplink};
@@ -23,6 +24,9 @@ use crate::scenario::{secs, CrashMode, Replacement, Scenario, ScenarioError};
 
 /// "No node / no connection".
 const NONE: u32 = u32::MAX;
+
+/// Link IDs a node maps to connections without a separate allocation.
+const LINKS_INLINE: usize = 24;
 
 /// How a node left the run.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -43,7 +47,7 @@ enum Ev {
     /// The dialer learns whether the connection was established.
     DialDone { conn: u32, ok: bool },
     /// Bytes arrive at end `to` of a connection.
-    Data { conn: u32, to: u8, data: Bytes },
+    Data { conn: u32, to: u8, data: Write },
     /// End of stream (or reset) arrives at end `to`.
     Fin { conn: u32, to: u8, reset: bool },
     /// The resolver's answer reaches a node.
@@ -77,7 +81,9 @@ struct SimNode {
     /// The deadline this node's timer entry in the queue stands for (`NEVER`: none).
     armed: u64,
     /// `LinkId.0` → connection index (`NONE` where unused). Link IDs are dense per node.
-    links: Vec<u32>,
+    /// Inline for the first IDs (most nodes of a run never pass them): every write looks its
+    /// connection up here, and a separate allocation was a cache miss per write.
+    links: SmallVec<[u32; LINKS_INLINE]>,
     uplink: Uplink,
     /// Links with bytes waiting for uplink room (bandwidth-limited runs only).
     pending_tx: Vec<LinkId>,
@@ -123,10 +129,24 @@ struct Conn {
     target_host: u32,
 }
 
+/// One write on a stream: one buffer, or two, read as they are (see `pull`).
+#[derive(Debug)]
+struct Write {
+    first: Bytes,
+    /// Empty for a write of one buffer.
+    then: Bytes,
+}
+
+impl Write {
+    fn len(&self) -> usize {
+        self.first.len() + self.then.len()
+    }
+}
+
 /// Bytes (and possibly the end of stream) held on one direction of a link across a cut.
 #[derive(Debug, Default)]
 struct Stalled {
-    data: Vec<Bytes>,
+    data: Vec<Write>,
     fin: Option<bool>,
 }
 
@@ -150,13 +170,10 @@ pub struct Simulation {
     queue: EventQueue<Ev>,
     /// Chunks pulled from a core for one write (reused).
     tx_scratch: Vec<Bytes>,
-    /// The last write joined from several chunks, and those chunks (see `pull`). Holding them
-    /// keeps one write, and the received buffers its chunks are slices of, alive until the
-    /// next joined write of any node: a bounded amount, whatever the run's length.
-    last_join: Option<(Vec<Bytes>, Bytes)>,
-    /// Writes of several chunks joined into a new buffer, and writes that shared the last one.
+    /// Writes of more than two chunks joined into a new buffer, and writes passed on as their
+    /// two chunks (see `pull`).
     joined_writes: u64,
-    shared_writes: u64,
+    chunked_writes: u64,
     nodes: Vec<SimNode>,
     hosts: Vec<Host>,
     conns: Vec<Conn>,
@@ -243,9 +260,8 @@ impl Simulation {
             end,
             queue: EventQueue::default(),
             tx_scratch: Vec::new(),
-            last_join: None,
             joined_writes: 0,
-            shared_writes: 0,
+            chunked_writes: 0,
             nodes: Vec::with_capacity(sc.nodes),
             hosts: Vec::with_capacity(sc.nodes),
             conns: Vec::new(),
@@ -383,7 +399,13 @@ impl Simulation {
                     return;
                 }
                 let Some(core) = self.nodes[e.node as usize].node.as_mut() else { return };
-                core.handle_input(Instant::from_nanos(at), Input::Received { link: LinkId(e.link), data });
+                let link = LinkId(e.link);
+                let input = if data.then.is_empty() {
+                    Input::Received { link, data: data.first }
+                } else {
+                    Input::ReceivedChunks { link, chunks: [data.first, data.then].into() }
+                };
+                core.handle_input(Instant::from_nanos(at), input);
                 self.drain(e.node);
             }
             Ev::Fin { conn, to, reset } => {
@@ -716,61 +738,47 @@ impl Simulation {
         self.drain(node);
     }
 
-    /// Pulls up to `max` bytes of `link` from the core as one buffer. Returns the bytes and
+    /// Pulls up to `max` bytes of `link` from the core as one write. Returns the write and
     /// whether the link's queue is now empty.
     ///
-    /// A write of several chunks (a flood's header and its shared payload) goes out as one
-    /// buffer, as a socket would send it, so the receiver finds whole frames without
-    /// reassembly. Each joined buffer is an allocation of its own, sized exactly: a receiver
-    /// keeps frames it may be asked for again (the recovery store) as slices of the buffer
-    /// they arrived in, and a buffer shared with other writes would keep those alive too.
-    /// Joined writes were once carved from 64 KiB blocks shared by all nodes, which let one
-    /// kept frame pin the traffic of many other nodes: churn-1k peaked at 277 MiB instead
-    /// of 152 MiB, with the same run otherwise.
+    /// A write of one flood is two chunks: its head, and its body (for a relay, the body it
+    /// received, shared with its other neighbors' writes and its recovery store). It travels
+    /// as those chunks and is read as they are, in one `Input::ReceivedChunks`; the receiver's
+    /// assembler takes a flood's body that follows its first bytes without copying it (see
+    /// `FrameAssembler`). So no relay copies a flood: every node holds slices of the buffer
+    /// its origin's neighbors received. Joining each relay's chunks into a new buffer, as a
+    /// socket's copy would, cost 1.1 KiB of allocation and copy per relayed flood and 18 of
+    /// steady-1k's 49 MiB peak; see BENCHMARKS.md, section 2.
     ///
-    /// A node relaying a flood queues the same two chunks (the forward head and the received
-    /// frame's rest) to each neighbor, so its writes to them are the same bytes: a write whose
-    /// chunks are the very ones of the last joined write (same buffers, same ranges; `Bytes`
-    /// are immutable and the cache keeps them alive, so equal pointers mean equal bytes) shares
-    /// that buffer instead of copying again. Its receivers each get their own handle to one
-    /// buffer holding exactly that frame, as they would to three equal copies. This saves most
-    /// copies and allocations of a relayed flood: on steady-1k, 7% of all instructions, 17% of
-    /// the misses of a 512 KiB cache, and 15 MiB of peak memory (49 MiB instead of 64; churn-1k
-    /// 120 instead of 152), with the same run (trace hashes).
-    fn pull(&mut self, node: u32, link: LinkId, max: usize) -> (Option<Bytes>, bool) {
+    /// A write of more chunks (several frames queued at once, rare) goes out joined into one
+    /// buffer of its own, sized exactly: a receiver keeps frames it may be asked for again
+    /// (the recovery store) as slices of the buffer they arrived in, and a buffer shared with
+    /// other writes would keep those alive too.
+    fn pull(&mut self, node: u32, link: LinkId, max: usize) -> (Option<Write>, bool) {
         let Some(core) = self.nodes[node as usize].node.as_mut() else { return (None, true) };
         let chunks = &mut self.tx_scratch;
         chunks.clear();
         let got = core.poll_transmit_into(link, max, chunks);
         // Less than asked for: the queue ran dry.
         let empty = got < max;
-        let data = match chunks.len() {
+        let mut taken = chunks.drain(..);
+        let data = match taken.len() {
             0 => None,
-            1 => chunks.pop(),
-            _ => {
-                let same = |(a, b): (&Bytes, &Bytes)| a.as_ptr() == b.as_ptr() && a.len() == b.len();
-                match &self.last_join {
-                    Some((from, joined)) if from.len() == chunks.len() && from.iter().zip(chunks.iter()).all(same) => {
-                        chunks.clear();
-                        self.shared_writes += 1;
-                        Some(joined.clone())
-                    }
-                    _ => {
-                        let mut joined = BytesMut::with_capacity(got);
-                        for c in chunks.iter() {
-                            joined.extend_from_slice(c);
-                        }
-                        let joined = joined.freeze();
-                        self.joined_writes += 1;
-                        let from = std::mem::take(chunks);
-                        if let Some((old, _)) = self.last_join.replace((from, joined.clone())) {
-                            // Its allocation serves the next pull.
-                            self.tx_scratch = old;
-                            self.tx_scratch.clear();
-                        }
-                        Some(joined)
-                    }
+            1 | 2 => {
+                let first = taken.next().unwrap_or_default();
+                let then = taken.next().unwrap_or_default();
+                if !then.is_empty() {
+                    self.chunked_writes += 1;
                 }
+                Some(Write { first, then })
+            }
+            _ => {
+                let mut joined = BytesMut::with_capacity(got);
+                for c in taken {
+                    joined.extend_from_slice(&c);
+                }
+                self.joined_writes += 1;
+                Some(Write { first: joined.freeze(), then: Bytes::new() })
             }
         };
         (data, empty)
@@ -814,7 +822,7 @@ impl Simulation {
         }
     }
 
-    fn send_data(&mut self, node: u32, link: LinkId, data: Bytes, depart: u64) {
+    fn send_data(&mut self, node: u32, link: LinkId, data: Write, depart: u64) {
         let Some((conn, dir)) = self.conn_of(node, link) else { return };
         let c = &self.conns[conn as usize];
         let to = &c.ends[1 - dir];
@@ -909,7 +917,7 @@ impl Simulation {
             joined: NEVER,
             died: NEVER,
             armed: NEVER,
-            links: Vec::new(),
+            links: SmallVec::new(),
             uplink: Uplink::default(),
             pending_tx: Vec::new(),
             wake_at: NEVER,
@@ -1193,11 +1201,11 @@ impl Simulation {
         self.events
     }
 
-    /// Writes of several chunks so far: how many were joined into a buffer of their own, and
-    /// how many shared the buffer of the write before (the same chunks, as a relayed flood's
-    /// writes to its neighbors are).
-    pub fn joined_and_shared_writes(&self) -> (u64, u64) {
-        (self.joined_writes, self.shared_writes)
+    /// Writes of several chunks so far: how many were joined into a buffer of their own (more
+    /// than two chunks), and how many were passed on as their two chunks (a flood's head and
+    /// body).
+    pub fn joined_and_chunked_writes(&self) -> (u64, u64) {
+        (self.joined_writes, self.chunked_writes)
     }
 
     /// Alive nodes, by their dense index.

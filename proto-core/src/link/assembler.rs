@@ -1,23 +1,62 @@
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
-use crate::wire::{self, DecodeError, LEN_PREFIX};
+use crate::wire::{self, DecodeError, FloodFrame, FrameType, LEN_PREFIX};
 
 /// Cuts a received byte stream into frames.
 ///
-/// Whole frames inside one received `Bytes` are sliced out of it without copying; only a frame
-/// split across two reads is copied into a reassembly buffer, which never grows beyond one
-/// frame (the length prefix is checked before the buffer is reserved).
+/// Whole frames inside one received `Bytes` are sliced out of it without copying; a frame split
+/// across two reads is copied into a reassembly buffer, which never grows beyond one frame (the
+/// length prefix is checked before the buffer is reserved). One split is not copied: a flood
+/// whose first two bytes (type, hops left) end a read and whose rest comes whole in the next.
+/// That is how a relay writes a flood (its forward head, then the body it received), so a
+/// transport that hands a write's chunks on as separate reads passes floods through without a
+/// copy.
 #[derive(Debug, Default)]
 pub struct FrameAssembler {
     /// A whole frame handed back with [`unread`](Self::unread): the next one returned.
-    held: Option<Bytes>,
+    held: Option<Assembled>,
     partial: BytesMut,
     rest: Bytes,
     copied: u64,
 }
 
+/// A frame out of the assembler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assembled {
+    /// A whole frame (type byte and body) in one buffer.
+    Frame(Bytes),
+    /// A flood whose first two bytes came in an earlier read than its body, which was not
+    /// copied.
+    Flood(FloodFrame),
+}
+
+impl Assembled {
+    /// The frame in one buffer (a copy for a [`Flood`](Self::Flood)).
+    pub fn into_frame(self) -> Bytes {
+        match self {
+            Assembled::Frame(f) => f,
+            Assembled::Flood(f) => f.to_frame(),
+        }
+    }
+
+    /// The frame's length (type byte included, length prefix not).
+    pub fn len(&self) -> usize {
+        match self {
+            Assembled::Frame(f) => f.len(),
+            Assembled::Flood(f) => f.len(),
+        }
+    }
+
+    /// Never: a frame has at least its type byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 /// The prefix plus the type byte: enough to check a frame's announced length.
 const HEADER: usize = LEN_PREFIX + 1;
+/// The prefix and a flood's first two bytes: what a relay writes before the body.
+const FLOOD_SPLIT: usize = LEN_PREFIX + 2;
 
 impl FrameAssembler {
     /// Adds received bytes. Call [`next_frame`](Self::next_frame) until it returns `Ok(None)`
@@ -35,14 +74,14 @@ impl FrameAssembler {
         }
     }
 
-    /// The next whole frame (type byte and body), `Ok(None)` when more bytes are needed.
-    pub fn next_frame(&mut self, max_frame: usize) -> Result<Option<Bytes>, DecodeError> {
+    /// The next whole frame, `Ok(None)` when more bytes are needed.
+    pub fn next_frame(&mut self, max_frame: usize) -> Result<Option<Assembled>, DecodeError> {
         if let Some(frame) = self.held.take() {
             return Ok(Some(frame));
         }
         if self.partial.is_empty() {
             if let Some(frame) = wire::split_frame(&mut self.rest, max_frame)? {
-                return Ok(Some(frame));
+                return Ok(Some(Assembled::Frame(frame)));
             }
             if self.rest.is_empty() {
                 return Ok(None);
@@ -57,13 +96,32 @@ impl FrameAssembler {
             }
         }
         let need = wire::announced_len(&self.partial, max_frame)?.map_or(HEADER, |len| LEN_PREFIX + len);
+        let ty = self.partial[LEN_PREFIX];
+        if need > FLOOD_SPLIT && (ty == FrameType::Flood as u8 || ty == FrameType::SignedFlood as u8) {
+            // Up to the hops left, without reserving the frame: if the read ends there, the
+            // body may come whole in the next one.
+            if self.partial.len() < FLOOD_SPLIT {
+                self.copy_from_rest((FLOOD_SPLIT - self.partial.len()).min(self.rest.len()));
+            }
+            if self.partial.len() == FLOOD_SPLIT {
+                if self.rest.len() >= need - FLOOD_SPLIT {
+                    let first = [self.partial[LEN_PREFIX], self.partial[LEN_PREFIX + 1]];
+                    self.partial.clear();
+                    let body = self.rest.split_to(need - FLOOD_SPLIT);
+                    return Ok(Some(Assembled::Flood(FloodFrame { first, body })));
+                }
+                if self.rest.is_empty() {
+                    return Ok(None);
+                }
+            }
+        }
         if self.partial.capacity() < need {
             self.partial.reserve(need - self.partial.len());
         }
         let n = (need - self.partial.len()).min(self.rest.len());
         self.copy_from_rest(n);
         if self.partial.len() == need {
-            Ok(Some(self.take_partial()))
+            Ok(Some(Assembled::Frame(self.take_partial())))
         } else {
             Ok(None)
         }
@@ -99,14 +157,15 @@ impl FrameAssembler {
 
     /// Hands back the frame [`next_frame`](Self::next_frame) just returned, to be returned
     /// again first (the node holds a flood its neighbors have no room for yet).
-    pub fn unread(&mut self, frame: Bytes) {
+    pub fn unread(&mut self, frame: Assembled) {
         debug_assert!(self.held.is_none(), "one frame is handed back at a time");
         self.held = Some(frame);
     }
 
     fn copy_from_rest(&mut self, n: usize) {
-        let chunk = self.rest.split_to(n);
-        self.partial.extend_from_slice(&chunk);
+        // Copied and advanced past, not split off: no reference count for a few header bytes.
+        self.partial.extend_from_slice(&self.rest[..n]);
+        self.rest.advance(n);
         self.copied += n as u64;
     }
 
@@ -132,7 +191,13 @@ impl FrameAssembler {
         if let Some(frame) = self.held.take() {
             // As it was on the wire: its length prefix, then the frame.
             joined.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes());
-            joined.extend_from_slice(&frame);
+            match frame {
+                Assembled::Frame(f) => joined.extend_from_slice(&f),
+                Assembled::Flood(f) => {
+                    joined.extend_from_slice(&f.first);
+                    joined.extend_from_slice(&f.body);
+                }
+            }
         }
         joined.extend_from_slice(&self.partial);
         self.partial.clear();
@@ -163,7 +228,7 @@ mod tests {
     fn drain(a: &mut FrameAssembler) -> Vec<Frame> {
         let mut got = Vec::new();
         while let Some(f) = a.next_frame(1 << 20).unwrap() {
-            got.push(wire::decode_frame(&f).unwrap());
+            got.push(wire::decode_frame(&f.into_frame()).unwrap());
         }
         got
     }
@@ -257,6 +322,7 @@ mod tests {
         let mut a = FrameAssembler::default();
         a.push(wire_bytes.clone());
         let first = a.next_frame(1 << 20).unwrap().unwrap();
+        assert!(matches!(first, Assembled::Frame(_)));
         let held = a.buffered();
         a.unread(first.clone());
         assert_eq!(a.buffered(), held + LEN_PREFIX + first.len());
@@ -265,5 +331,106 @@ mod tests {
         a.unread(first);
         assert_eq!(a.take_unparsed(), wire_bytes);
         assert_eq!(a.buffered(), 0);
+    }
+
+    /// A Ping, a 1 KiB flood and a Ping, as on the wire, and the flood's frame alone.
+    fn ping_flood_ping() -> (Bytes, Bytes) {
+        let mut out = BytesMut::new();
+        encode_control(&Frame::Ping(1), &mut out);
+        let at = out.len();
+        wire::encode_flood_header(7, 9, &[3; 16], 42, b"/chat", 1024, &mut out);
+        out.extend_from_slice(&[0xA5; 1024]);
+        let end = out.len();
+        encode_control(&Frame::Ping(2), &mut out);
+        let all = out.freeze();
+        let flood = all.slice(at + LEN_PREFIX..end);
+        (all, flood)
+    }
+
+    #[test]
+    fn a_flood_whose_body_follows_its_first_two_bytes_is_not_copied() {
+        let (all, flood) = ping_flood_ping();
+        let at = all.len() - flood.len() - LEN_PREFIX - 13;
+        // A relay's write: the Ping, then the forward head (prefix, type, hops left) ending the
+        // read, then the body (and the next Ping) in the next. Cuts inside the head work too.
+        for cut in [at + 1, at + LEN_PREFIX, at + LEN_PREFIX + 1, at + FLOOD_SPLIT] {
+            let mut a = FrameAssembler::default();
+            a.push(all.slice(..cut));
+            assert_eq!(a.next_frame(1 << 20).unwrap().unwrap().into_frame(), all.slice(4..at));
+            assert_eq!(a.next_frame(1 << 20), Ok(None), "cut at {cut}");
+            let body = all.slice(cut..);
+            a.push(body.clone());
+            let Some(Assembled::Flood(f)) = a.next_frame(1 << 20).unwrap() else { panic!("cut at {cut}: copied") };
+            assert_eq!(f.to_frame(), flood);
+            // The body is the pushed buffer itself, from the hop limit on.
+            assert_eq!(f.body.as_ptr(), body[at + FLOOD_SPLIT - cut..].as_ptr());
+            assert_eq!(a.copied_bytes(), FLOOD_SPLIT as u64);
+            assert_eq!(drain(&mut a), vec![Frame::Ping(2)]);
+            assert_eq!(a.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn a_flood_split_elsewhere_is_reassembled_whole() {
+        let (all, flood) = ping_flood_ping();
+        let at = all.len() - flood.len() - LEN_PREFIX - 13;
+        // Cut in the body: the head and the first part are copied, the frame comes out whole.
+        let mut a = FrameAssembler::default();
+        a.push(all.slice(..at + 100));
+        assert_eq!(drain(&mut a), vec![Frame::Ping(1)]);
+        a.push(all.slice(at + 100..));
+        assert_eq!(a.next_frame(1 << 20).unwrap(), Some(Assembled::Frame(flood.clone())));
+        // The head alone, then the body in two reads: nothing is lost on the way.
+        let mut a = FrameAssembler::default();
+        a.push(all.slice(..at + FLOOD_SPLIT));
+        assert_eq!(drain(&mut a), vec![Frame::Ping(1)]);
+        a.push(all.slice(at + FLOOD_SPLIT..at + 500));
+        assert_eq!(a.next_frame(1 << 20), Ok(None));
+        a.push(all.slice(at + 500..));
+        assert_eq!(a.next_frame(1 << 20).unwrap(), Some(Assembled::Frame(flood)));
+        assert_eq!(drain(&mut a), vec![Frame::Ping(2)]);
+    }
+
+    #[test]
+    fn any_split_of_a_flood_between_pings_reassembles_in_order() {
+        let (all, flood) = ping_flood_ping();
+        let want = |a: &mut FrameAssembler| {
+            let mut got = Vec::new();
+            while let Some(f) = a.next_frame(1 << 20).unwrap() {
+                got.push(f.into_frame());
+            }
+            got
+        };
+        for cut in (0..=all.len()).step_by(7).chain(20..40) {
+            for cut2 in (cut..=all.len()).step_by(97).chain([all.len()]) {
+                let mut a = FrameAssembler::default();
+                let mut got = Vec::new();
+                for piece in [all.slice(..cut), all.slice(cut..cut2), all.slice(cut2..)] {
+                    a.push(piece);
+                    got.extend(want(&mut a));
+                }
+                assert_eq!(got.len(), 3, "cuts at {cut},{cut2}");
+                assert_eq!(got[1], flood, "cuts at {cut},{cut2}");
+                assert_eq!(a.buffered(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn an_unread_split_flood_is_given_up_as_it_was_on_the_wire() {
+        let (all, flood) = ping_flood_ping();
+        let at = all.len() - flood.len() - LEN_PREFIX - 13;
+        let mut a = FrameAssembler::default();
+        a.push(all.slice(..at + FLOOD_SPLIT));
+        assert_eq!(drain(&mut a), vec![Frame::Ping(1)]);
+        a.push(all.slice(at + FLOOD_SPLIT..));
+        let f = a.next_frame(1 << 20).unwrap().unwrap();
+        assert!(matches!(f, Assembled::Flood(_)));
+        let held = a.buffered();
+        a.unread(f.clone());
+        assert_eq!(a.buffered(), held + LEN_PREFIX + flood.len());
+        assert_eq!(a.next_frame(1 << 20).unwrap(), Some(f.clone()));
+        a.unread(f);
+        assert_eq!(a.take_unparsed(), all.slice(at..));
     }
 }

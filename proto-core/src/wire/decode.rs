@@ -1,6 +1,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::frame::*;
@@ -178,31 +178,42 @@ impl FloodHead {
 /// the relay's hot path, which needs the path only to look up a local channel and the payload
 /// only to deliver it.
 pub fn decode_flood_head(frame: &[u8]) -> Result<FloodHead, DecodeError> {
-    let h = frame.get(..FLOOD_FIXED).ok_or(DecodeError::Truncated)?;
-    let signed = match h[0] {
+    match frame {
+        [ty, hops, body @ ..] => decode_flood_parts([*ty, *hops], body),
+        _ => Err(DecodeError::Truncated),
+    }
+}
+
+/// [`decode_flood_head`] of the frame whose first two bytes (type, hops left) are `first` and
+/// whose bytes after them are `body` (see [`FloodFrame`]). Offsets in the result are the
+/// whole frame's.
+pub fn decode_flood_parts(first: [u8; 2], body: &[u8]) -> Result<FloodHead, DecodeError> {
+    // Frame offset `i` is `body[i - 2]`.
+    let h = body.get(..FLOOD_FIXED - 2).ok_or(DecodeError::Truncated)?;
+    let signed = match first[0] {
         t if t == FrameType::Flood as u8 => false,
         t if t == FrameType::SignedFlood as u8 => true,
         t => return Err(DecodeError::UnknownFrameType(t)),
     };
-    let (hops_left, hop_limit) = (h[1], h[2]);
+    let (hops_left, hop_limit) = (first[1], h[0]);
     if hops_left == 0 || hops_left > hop_limit {
         return Err(DecodeError::BadHops { hops_left, hop_limit });
     }
     let mut id = [0u8; 16];
-    id.copy_from_slice(&h[3..19]);
+    id.copy_from_slice(&h[1..17]);
     let mut origin = [0u8; 8];
-    origin.copy_from_slice(&h[19..27]);
+    origin.copy_from_slice(&h[17..25]);
     let origin = NodeId::new(u64::from_be_bytes(origin)).ok_or(DecodeError::ZeroNodeId)?;
-    let path_end = FLOOD_FIXED + usize::from(u16::from_be_bytes([h[27], h[28]]));
-    let path = frame.get(FLOOD_FIXED..path_end).ok_or(DecodeError::Truncated)?;
+    let path_end = FLOOD_FIXED + usize::from(u16::from_be_bytes([h[25], h[26]]));
+    let path = body.get(FLOOD_FIXED - 2..path_end - 2).ok_or(DecodeError::Truncated)?;
     crate::uri::validate_path_bytes(path).map_err(|_| DecodeError::BadPath)?;
     let (signature_len, payload_start) = if signed {
-        let len = *frame.get(path_end).ok_or(DecodeError::Truncated)?;
+        let len = *body.get(path_end - 2).ok_or(DecodeError::Truncated)?;
         if len == 0 || usize::from(len) > MAX_SIGNATURE {
             return Err(DecodeError::BadSignatureLength(len));
         }
         let start = path_end + 1 + usize::from(len);
-        if frame.len() < start {
+        if body.len() + 2 < start {
             return Err(DecodeError::Truncated);
         }
         (len, start)
@@ -210,6 +221,58 @@ pub fn decode_flood_head(frame: &[u8]) -> Result<FloodHead, DecodeError> {
         (0, path_end)
     };
     Ok(FloodHead { hops_left, hop_limit, id: MessageId(id), origin, path_end, signature_len, payload_start })
+}
+
+/// A Flood or SignedFlood frame as a relay handles it: its first two bytes (type and hops
+/// left), which the relay rewrites, and the bytes after them, which it forwards unchanged.
+///
+/// A frame read whole is split this way without copying. So is one whose first two bytes came
+/// in an earlier read than the rest, as when a peer's relay writes its forward head and the
+/// body as separate chunks and the transport hands them on as they are (see
+/// `FrameAssembler`): the body is then never copied into one buffer with the head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FloodFrame {
+    /// The type byte and hops left.
+    pub first: [u8; 2],
+    /// The frame from its hop limit on.
+    pub body: Bytes,
+}
+
+impl FloodFrame {
+    /// Splits a whole frame (type byte and body); `None` if it is shorter than two bytes.
+    pub fn from_frame(mut frame: Bytes) -> Option<FloodFrame> {
+        let first = [*frame.first()?, *frame.get(1)?];
+        frame.advance(2);
+        Some(FloodFrame { first, body: frame })
+    }
+
+    /// The frame's length (type byte included, length prefix not).
+    pub fn len(&self) -> usize {
+        self.body.len() + 2
+    }
+
+    /// Never: a flood frame has at least its two first bytes.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The frame's bytes in `range` (frame offsets, 2 or more, as [`FloodHead`] gives them).
+    pub fn bytes(&self, range: core::ops::Range<usize>) -> &[u8] {
+        &self.body[range.start - 2..range.end - 2]
+    }
+
+    /// The frame's bytes from offset `at` (2 or more) on, shared.
+    pub fn slice_from(&self, at: usize) -> Bytes {
+        self.body.slice(at - 2..)
+    }
+
+    /// The whole frame in one buffer: a copy, for the paths that need it contiguous.
+    pub fn to_frame(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.len());
+        out.extend_from_slice(&self.first);
+        out.extend_from_slice(&self.body);
+        out.freeze()
+    }
 }
 
 /// The message ID of a Flood or SignedFlood frame (type byte and body), read without any

@@ -9,7 +9,9 @@ mod error;
 mod frame;
 
 pub(crate) use decode::{announced_len, Reader};
-pub use decode::{decode_flood_head, decode_frame, peek_flood_id, split_frame, FloodHead};
+pub use decode::{
+    decode_flood_head, decode_flood_parts, decode_frame, peek_flood_id, split_frame, FloodFrame, FloodHead,
+};
 pub(crate) use encode::put_addr;
 pub use encode::{
     encode_control, encode_flood, encode_flood_header, encode_forward_head, encode_signed_flood_header,
