@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::config::Config;
@@ -922,69 +922,72 @@ impl Node {
             let last = link.assembler.buffered() == 0;
             // Floods on a neighbor link take the hot path: no Bytes for path or payload unless
             // the payload is delivered. Anything else is decoded whole.
-            let is_flood = |ty: Option<&u8>| {
-                ty == Some(&(wire::FrameType::Flood as u8)) || ty == Some(&(wire::FrameType::SignedFlood as u8))
-            };
-            let frame = match assembled {
-                Assembled::Flood(f) if link.is_connected() => Ok(Some(f)),
-                Assembled::Frame(f) if link.is_connected() && is_flood(f.first()) => Ok(FloodFrame::from_frame(f)),
-                other => Err(other.into_frame()),
-            };
-            let frame = match frame {
-                Ok(flood) => {
-                    match flood.map(|f| (wire::decode_flood_parts(f.first, &f.body), f)) {
-                        Some((Ok(head), flood)) => {
-                            if may_hold && !self.cfg.forward_wait.is_zero() {
-                                // Under the floor it fits everywhere; only above it are the
-                                // neighbors looked up (per flood, that was 2-4% of a relay).
-                                let need = wire::LEN_PREFIX + flood.len();
-                                let fits = need <= self.spare_floor || {
-                                    let (all, others) = self.forward_spare(id);
-                                    self.spare_floor = all;
-                                    need <= others
-                                };
-                                // (Unless the link waits already, a flood that fits changes no
-                                // state.)
-                                if (!fits || holding) && self.must_hold(now, id, fits) {
-                                    if let Some(link) = self.links.get_mut(&id) {
-                                        link.assembler.unread(Assembled::Flood(flood));
-                                    }
-                                    break;
-                                }
-                                holding = false;
-                            }
-                            self.on_flood(now, id, flood, head);
-                            if last {
-                                // As the next round would: a link the flood closed is left alone.
-                                match self.links.get(&id) {
-                                    Some(l) if !l.is_closing() => break,
-                                    _ => return false,
-                                }
-                            }
-                        }
-                        _ => {
-                            self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
-                            return false;
-                        }
+            let flood = match assembled {
+                Assembled::Flood(f) if link.is_connected() => f,
+                Assembled::Frame(f) if link.is_connected() && f.len() >= 2 && wire::is_flood_type(f[0]) => {
+                    let first = [f[0], f[1]];
+                    let mut body = f;
+                    body.advance(2);
+                    FloodFrame { first, body }
+                }
+                other => {
+                    if !self.take_control_frame(now, id, other.into_frame()) {
+                        return false;
                     }
                     continue;
                 }
-                Err(frame) => frame,
             };
-            match wire::decode_frame(&frame) {
-                Ok(decoded) => self.on_frame(now, id, decoded),
-                Err(e) => {
-                    // A peer of another protocol version is incompatible, not hostile.
-                    let reason = match e {
-                        wire::DecodeError::UnsupportedVersion(_) => CloseReason::Incompatible,
-                        _ => CloseReason::ProtocolViolation,
-                    };
-                    self.end_link(now, id, reason, Ending::Local);
-                    return false;
+            let Ok(head) = wire::decode_flood_parts(flood.first, &flood.body) else {
+                self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                return false;
+            };
+            if may_hold && !self.cfg.forward_wait.is_zero() {
+                // Under the floor it fits everywhere; only above it are the neighbors looked up
+                // (per flood, that was 2-4% of a relay).
+                let need = wire::LEN_PREFIX + flood.len();
+                let fits = need <= self.spare_floor || {
+                    let (all, others) = self.forward_spare(id);
+                    self.spare_floor = all;
+                    need <= others
+                };
+                // (Unless the link waits already, a flood that fits changes no state.)
+                if (!fits || holding) && self.must_hold(now, id, fits) {
+                    if let Some(link) = self.links.get_mut(&id) {
+                        link.assembler.unread(Assembled::Flood(flood));
+                    }
+                    break;
+                }
+                holding = false;
+            }
+            self.on_flood(now, id, flood, head);
+            if last {
+                // As the next round would: a link the flood closed is left alone.
+                match self.links.get(&id) {
+                    Some(l) if !l.is_closing() => break,
+                    _ => return false,
                 }
             }
         }
         true
+    }
+
+    /// Decodes and handles a frame that is not a neighbor's flood; false if it ended the link.
+    fn take_control_frame(&mut self, now: Instant, id: LinkId, frame: Bytes) -> bool {
+        match wire::decode_frame(&frame) {
+            Ok(decoded) => {
+                self.on_frame(now, id, decoded);
+                true
+            }
+            Err(e) => {
+                // A peer of another protocol version is incompatible, not hostile.
+                let reason = match e {
+                    wire::DecodeError::UnsupportedVersion(_) => CloseReason::Incompatible,
+                    _ => CloseReason::ProtocolViolation,
+                };
+                self.end_link(now, id, reason, Ending::Local);
+                false
+            }
+        }
     }
 
     /// The least room for a frame (in the bytes `SendQueue::has_room` accepts) in every

@@ -1,6 +1,6 @@
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::wire::{self, DecodeError, FloodFrame, FrameType, LEN_PREFIX};
+use crate::wire::{self, DecodeError, FloodFrame, LEN_PREFIX};
 
 /// Cuts a received byte stream into frames.
 ///
@@ -97,7 +97,7 @@ impl FrameAssembler {
         }
         let need = wire::announced_len(&self.partial, max_frame)?.map_or(HEADER, |len| LEN_PREFIX + len);
         let ty = self.partial[LEN_PREFIX];
-        if need > FLOOD_SPLIT && (ty == FrameType::Flood as u8 || ty == FrameType::SignedFlood as u8) {
+        if need > FLOOD_SPLIT && wire::is_flood_type(ty) {
             // Up to the hops left, without reserving the frame: if the read ends there, the
             // body may come whole in the next one.
             if self.partial.len() < FLOOD_SPLIT {

@@ -247,6 +247,7 @@ impl FloodFrame {
     }
 
     /// The frame's length (type byte included, length prefix not).
+    #[inline]
     pub fn len(&self) -> usize {
         self.body.len() + 2
     }
@@ -257,11 +258,13 @@ impl FloodFrame {
     }
 
     /// The frame's bytes in `range` (frame offsets, 2 or more, as [`FloodHead`] gives them).
+    #[inline]
     pub fn bytes(&self, range: core::ops::Range<usize>) -> &[u8] {
         &self.body[range.start - 2..range.end - 2]
     }
 
     /// The frame's bytes from offset `at` (2 or more) on, shared.
+    #[inline]
     pub fn slice_from(&self, at: usize) -> Bytes {
         self.body.slice(at - 2..)
     }
@@ -279,8 +282,7 @@ impl FloodFrame {
 /// other check; `None` for other frames or one too short to hold it. For hints only (warming
 /// the seen cache): the frame is still decoded and checked in full before it is used.
 pub fn peek_flood_id(frame: &[u8]) -> Option<MessageId> {
-    let ty = *frame.first()?;
-    if ty != FrameType::Flood as u8 && ty != FrameType::SignedFlood as u8 {
+    if !super::is_flood_type(*frame.first()?) {
         return None;
     }
     let id: [u8; 16] = frame.get(3..19)?.try_into().ok()?;

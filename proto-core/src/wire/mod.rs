@@ -46,6 +46,11 @@ pub const MAX_SIGNATURE: usize = 80;
 /// Largest Credential frame: type, origin, credential.
 pub const MAX_CREDENTIAL_FRAME: usize = 1 + 8 + crate::security::MAX_CREDENTIAL_LEN;
 
+/// Whether `ty` is the type byte of a Flood or a SignedFlood.
+pub fn is_flood_type(ty: u8) -> bool {
+    ty == FrameType::Flood as u8 || ty == FrameType::SignedFlood as u8
+}
+
 /// Largest frame (type byte and body, without the length prefix) a node accepts, given its
 /// largest payload.
 pub const fn max_frame_len(max_payload: usize) -> usize {
