@@ -86,6 +86,14 @@ impl FrameAssembler {
             if self.rest.is_empty() {
                 return Ok(None);
             }
+            // A read of exactly a flood's first bytes, as a relay writes them before the body:
+            // `split_frame` checked the length and the type, so keep them and wait for the body.
+            if self.rest.len() == FLOOD_SPLIT && wire::is_flood_type(self.rest[LEN_PREFIX]) {
+                let head = core::mem::take(&mut self.rest);
+                self.partial.extend_from_slice(&head);
+                self.copied += FLOOD_SPLIT as u64;
+                return Ok(None);
+            }
         }
         // Reassembly: first the header, then exactly the rest of one frame.
         if self.partial.len() < HEADER {
