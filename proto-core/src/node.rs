@@ -23,6 +23,9 @@ use crate::timers::{Timer, Timers};
 use crate::uri::ChannelPath;
 use crate::wire::{self, Connect, Disconnect, FloodFrame, Frame, Hello, Referral, Refuse, Welcome};
 
+/// The fewest bytes a flood takes on the wire: length prefix, fixed fields, the path `/`.
+const MIN_FLOOD_WIRE: usize = wire::LEN_PREFIX + wire::FLOOD_FIXED + 1;
+
 /// A neighbor's queue may keep alive at most this many times `link_queue_bytes` of received
 /// data: forwarded floods share the buffers they arrived in, so a neighbor that does not drain
 /// while traffic flows pins those buffers, whatever the queued frames' own size. A healthy queue,
@@ -884,8 +887,9 @@ impl Node {
         // lets the cache misses overlap, instead of each flood stalling on its own in turn.
         // A read of one flood has nothing to overlap with, and is the common read of a quiet
         // mesh (in the simulator, nearly every read): it skips the pass. The IDs are collected
-        // in a SmallVec, which does not zero its 512 bytes first as an array would.
-        if link.is_connected() {
+        // in a SmallVec, which does not zero its 512 bytes first as an array would. Fewer bytes
+        // than two of the smallest floods (a relay's 6-byte head, say) skip the look too.
+        if link.is_connected() && link.assembler.buffered() >= 2 * MIN_FLOOD_WIRE {
             let seen = &self.seen;
             let mut ids = SmallVec::<[MessageId; WARM_BATCH]>::new();
             let mut warmed = false;
