@@ -1253,7 +1253,11 @@ impl Node {
             .links
             .values()
             .find(|l| l.id != id && !l.is_closing() && l.peer == Some(peer) && l.state != LinkState::Dialing)
-            .map(|l| ExistingLink { link: l.id, initiated_locally: l.role == Role::Initiator });
+            .map(|l| ExistingLink {
+                link: l.id,
+                initiated_locally: l.role == Role::Initiator,
+                neighbor: l.is_connected(),
+            });
         let connected = self.neighbor_count();
         if self.prefix_full(id, peer) {
             return self.end_link(now, id, CloseReason::TooManyFromAddress, Ending::Local);

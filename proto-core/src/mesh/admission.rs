@@ -8,6 +8,9 @@ pub struct ExistingLink {
     pub link: LinkId,
     /// Whether this node dialed it.
     pub initiated_locally: bool,
+    /// Whether it is a neighbor already (not still in its handshake): replacing it then frees
+    /// the neighbor slot the new link takes.
+    pub neighbor: bool,
 }
 
 /// Which of two links to the same node survives.
@@ -61,6 +64,11 @@ pub fn admit(
     if let Some(e) = existing {
         return match keep_on_duplicate(local, peer, e.initiated_locally, new_local) {
             DuplicateChoice::KeepExisting => Admission::Refuse(CloseReason::DuplicateNeighbor),
+            // Replacing a link still in its handshake frees no neighbor slot: the new link
+            // must fit under `max_neighbors` like any other.
+            DuplicateChoice::KeepNew if !e.neighbor && connected >= max_neighbors => {
+                Admission::Refuse(CloseReason::NodeBusy)
+            }
             DuplicateChoice::KeepNew => Admission::AcceptReplacing(e.link),
         };
     }
@@ -121,10 +129,16 @@ mod tests {
         assert_eq!(admit(me, me, false, None, 0, 7), Admission::Refuse(CloseReason::DuplicateNodeId));
         assert_eq!(admit(me, id(3), false, None, 7, 7), Admission::Refuse(CloseReason::NodeBusy));
         assert_eq!(admit(me, id(3), false, None, 6, 7), Admission::Accept);
-        let e = ExistingLink { link: LinkId(4), initiated_locally: true };
+        let e = ExistingLink { link: LinkId(4), initiated_locally: true, neighbor: true };
         // Peer 3 < me 10: the peer-initiated new link wins.
         assert_eq!(admit(me, id(3), false, Some(e), 7, 7), Admission::AcceptReplacing(LinkId(4)));
         // Peer 30 > me: our own existing link wins.
         assert_eq!(admit(me, id(30), false, Some(e), 2, 7), Admission::Refuse(CloseReason::DuplicateNeighbor));
+        // The existing link is still in its handshake: the new one wins only if it fits, since
+        // closing the old one frees no neighbor slot (found by fuzzing: max 1 became 2).
+        let handshaking = ExistingLink { neighbor: false, ..e };
+        assert_eq!(admit(me, id(3), false, Some(handshaking), 6, 7), Admission::AcceptReplacing(LinkId(4)));
+        assert_eq!(admit(me, id(3), false, Some(handshaking), 7, 7), Admission::Refuse(CloseReason::NodeBusy));
+        assert_eq!(admit(me, id(3), false, Some(e), 7, 7), Admission::AcceptReplacing(LinkId(4)));
     }
 }
