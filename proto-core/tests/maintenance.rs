@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use peerchannel_core::wire;
 use peerchannel_core::*;
 
 fn dials(node: &mut Node) -> Vec<LinkId> {
@@ -34,4 +35,76 @@ fn dials_that_hang_do_not_stall_the_join() {
     }
     assert!(total >= 4, "only {total} dials while the first ones hang");
     assert!(total <= 6, "{total} dials in flight");
+}
+
+/// Frames as a peer sends them, one buffer.
+fn frames(list: &[wire::Frame]) -> bytes::Bytes {
+    let mut out = bytes::BytesMut::new();
+    for f in list {
+        wire::encode_control(f, &mut out);
+    }
+    out.freeze()
+}
+
+fn hello(mesh: &MeshId) -> wire::Frame {
+    wire::Frame::Hello(wire::Hello { version: wire::VERSION, security: 0, mesh: mesh.clone() })
+}
+
+fn connect(node: NodeId) -> wire::Frame {
+    wire::Frame::Connect(wire::Connect { node, addrs: Default::default() })
+}
+
+/// A node at `max_neighbors` dialed a referral whose NodeId it knows; while that link is still in
+/// its handshake, the same node connects in. The duplicate rule prefers the new link, but closing
+/// one that is not yet a neighbor frees no neighbor slot: the new link is refused as NodeBusy,
+/// and the node stays at its maximum (it went above it once: found by fuzzing `node_inputs`).
+#[test]
+fn a_duplicate_of_a_link_still_in_its_handshake_does_not_take_a_node_above_its_maximum() {
+    let mesh = MeshId::new("m").unwrap();
+    let mut cfg = Config::new(mesh.clone(), 3);
+    (cfg.min_neighbors, cfg.ideal_neighbors, cfg.max_neighbors) = (1, 1, 1);
+    // Larger than the referred node's, so the duplicate rule prefers the link it dials in.
+    cfg.node_id = NodeId::new(1 << 40);
+    cfg.bootstrap = vec!["10.0.0.1:7000".parse().unwrap()];
+    let mut node = Node::new(cfg, Instant::ZERO).unwrap();
+    let mut t = Instant::ZERO;
+    node.handle_input(t, Input::Open);
+    let first = dials(&mut node);
+    assert_eq!(first.len(), 1);
+    node.handle_input(t, Input::LinkConnected { link: first[0] });
+    // The bootstrap node is busy and refers to X.
+    let x = NodeId::new(5).unwrap();
+    let x_addr: std::net::SocketAddr = "10.0.0.5:7000".parse().unwrap();
+    let refuse = wire::Frame::Refuse(wire::Refuse {
+        reason: CloseReason::NodeBusy,
+        referrals: vec![wire::Referral { node: x, addr: x_addr }],
+    });
+    node.handle_input(t, Input::Received { link: first[0], data: frames(&[hello(&mesh), refuse]) });
+    // The node dials X (at once or on a later tick) and the transport connects: its handshake
+    // is under way, X's NodeId known from the referral.
+    let mut to_x = None;
+    while to_x.is_none() && t < Instant::from_millis(20_000) {
+        t = t + Duration::from_millis(100);
+        node.handle_timeout(t);
+        to_x = std::iter::from_fn(|| node.poll_output()).find_map(|o| match o {
+            Output::Dial { link, addr } if addr == x_addr => Some(link),
+            _ => None,
+        });
+    }
+    let to_x = to_x.expect("the referral was never dialed");
+    node.handle_input(t, Input::LinkConnected { link: to_x });
+    // Another node connects in and fills the one neighbor slot.
+    let y = node.accept(t, "10.0.0.9:5000".parse().unwrap()).unwrap();
+    node.handle_input(t, Input::Received { link: y, data: frames(&[hello(&mesh), connect(NodeId::new(9).unwrap())]) });
+    assert_eq!(node.neighbor_count(), 1);
+    // X connects in as well.
+    let from_x = node.accept(t, "10.0.0.5:41000".parse().unwrap()).unwrap();
+    node.handle_input(t, Input::Received { link: from_x, data: frames(&[hello(&mesh), connect(x)]) });
+    assert_eq!(node.neighbor_count(), 1, "{:?}", node.neighbors());
+    node.check_invariants().unwrap();
+    let refused = std::iter::from_fn(|| node.poll_output()).any(|o| {
+        matches!(o, Output::Event(Event::InboundRefused { reason: CloseReason::NodeBusy, .. }))
+            || matches!(o, Output::CloseLink { link, .. } if link == from_x)
+    });
+    assert!(refused, "the link from X was not refused");
 }
