@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::config::Config;
@@ -928,11 +928,12 @@ impl Node {
             // the payload is delivered. Anything else is decoded whole.
             let flood = match assembled {
                 Assembled::Flood(f) if link.is_connected() => f,
-                Assembled::Frame(f) if link.is_connected() && f.len() >= 2 && wire::is_flood_type(f[0]) => {
-                    let first = [f[0], f[1]];
-                    let mut body = f;
-                    body.advance(2);
-                    FloodFrame { first, body }
+                Assembled::Frame(f) if link.is_connected() && f.first().is_some_and(|t| wire::is_flood_type(*t)) => {
+                    let Some(flood) = FloodFrame::from_frame(f) else {
+                        self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                        return false;
+                    };
+                    flood
                 }
                 other => {
                     if !self.take_control_frame(now, id, other.into_frame()) {
@@ -948,7 +949,7 @@ impl Node {
             if may_hold && !self.cfg.forward_wait.is_zero() {
                 // Under the floor it fits everywhere; only above it are the neighbors looked up
                 // (per flood, that was 2-4% of a relay).
-                let need = wire::LEN_PREFIX + flood.len();
+                let need = wire::LEN_PREFIX + flood.frame_len();
                 let fits = need <= self.spare_floor || {
                     let (all, others) = self.forward_spare(id);
                     self.spare_floor = all;
@@ -1667,7 +1668,7 @@ impl Node {
             &f.id,
             f.origin,
             raw.bytes(wire::FLOOD_FIXED..f.path_end),
-            raw.bytes(f.payload_start..raw.len()),
+            raw.bytes(f.payload_start..raw.frame_len()),
         );
         let sig = f.signature().map_or(&[][..], |r| raw.bytes(r));
         if signer.signer.verify(&digest, sig) {
@@ -1706,7 +1707,7 @@ impl Node {
     }
 
     fn on_flood(&mut self, now: Instant, from: LinkId, raw: FloodFrame, f: wire::FloodHead) {
-        let payload_len = raw.len() - f.payload_start;
+        let payload_len = raw.frame_len() - f.payload_start;
         let signed_mesh = self.sec.as_ref().is_some_and(|s| s.mode.message());
         // The frame bound leaves room for a long path; the payload has its own limit. A signed
         // mesh carries only signed floods, an unsigned one only plain floods.
@@ -1758,7 +1759,7 @@ impl Node {
         // A peer may claim any hop limit; this node forwards no further than its own.
         match forward_hops(f.hops_left).map(|h| h.min(self.cfg.hop_limit)) {
             Some(h) => {
-                let (frame_len, frame_type) = (raw.len(), raw.first[0]);
+                let (frame_len, frame_type) = (raw.frame_len(), raw.first[0]);
                 wire::encode_forward_head(frame_len, frame_type, h, &mut self.scratch);
                 let head = self.scratch.split().freeze();
                 // The received frame from its hop limit on, unchanged and uncopied.

@@ -40,16 +40,11 @@ impl Assembled {
     }
 
     /// The frame's length (type byte included, length prefix not).
-    pub fn len(&self) -> usize {
+    pub fn frame_len(&self) -> usize {
         match self {
             Assembled::Frame(f) => f.len(),
-            Assembled::Flood(f) => f.len(),
+            Assembled::Flood(f) => f.frame_len(),
         }
-    }
-
-    /// Never: a frame has at least its type byte.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 }
 
@@ -198,7 +193,7 @@ impl FrameAssembler {
         let mut joined = BytesMut::new();
         if let Some(frame) = self.held.take() {
             // As it was on the wire: its length prefix, then the frame.
-            joined.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes());
+            joined.extend_from_slice(&u32::try_from(frame.frame_len()).unwrap_or(u32::MAX).to_be_bytes());
             match frame {
                 Assembled::Frame(f) => joined.extend_from_slice(&f),
                 Assembled::Flood(f) => {
@@ -216,7 +211,7 @@ impl FrameAssembler {
 
     /// Bytes held (partial frame and unparsed input).
     pub fn buffered(&self) -> usize {
-        self.held.as_ref().map_or(0, |f| LEN_PREFIX + f.len()) + self.partial.len() + self.rest.len()
+        self.held.as_ref().map_or(0, |f| LEN_PREFIX + f.frame_len()) + self.partial.len() + self.rest.len()
     }
 }
 
@@ -333,7 +328,7 @@ mod tests {
         assert!(matches!(first, Assembled::Frame(_)));
         let held = a.buffered();
         a.unread(first.clone());
-        assert_eq!(a.buffered(), held + LEN_PREFIX + first.len());
+        assert_eq!(a.buffered(), held + LEN_PREFIX + first.frame_len());
         assert_eq!(a.next_frame(1 << 20).unwrap().unwrap(), first);
         // Handed back again, everything not yet processed is given up as it was on the wire.
         a.unread(first);
@@ -341,8 +336,9 @@ mod tests {
         assert_eq!(a.buffered(), 0);
     }
 
-    /// A Ping, a 1 KiB flood and a Ping, as on the wire, and the flood's frame alone.
-    fn ping_flood_ping() -> (Bytes, Bytes) {
+    /// A Ping, a 1 KiB flood and a Ping, as on the wire; the flood's frame alone; and where the
+    /// flood starts on the wire (its length prefix).
+    fn ping_flood_ping() -> (Bytes, Bytes, usize) {
         let mut out = BytesMut::new();
         encode_control(&Frame::Ping(1), &mut out);
         let at = out.len();
@@ -352,13 +348,12 @@ mod tests {
         encode_control(&Frame::Ping(2), &mut out);
         let all = out.freeze();
         let flood = all.slice(at + LEN_PREFIX..end);
-        (all, flood)
+        (all, flood, at)
     }
 
     #[test]
     fn a_flood_whose_body_follows_its_first_two_bytes_is_not_copied() {
-        let (all, flood) = ping_flood_ping();
-        let at = all.len() - flood.len() - LEN_PREFIX - 13;
+        let (all, flood, at) = ping_flood_ping();
         // A relay's write: the Ping, then the forward head (prefix, type, hops left) ending the
         // read, then the body (and the next Ping) in the next. Cuts inside the head work too.
         for cut in [at + 1, at + LEN_PREFIX, at + LEN_PREFIX + 1, at + FLOOD_SPLIT] {
@@ -380,8 +375,7 @@ mod tests {
 
     #[test]
     fn a_flood_split_elsewhere_is_reassembled_whole() {
-        let (all, flood) = ping_flood_ping();
-        let at = all.len() - flood.len() - LEN_PREFIX - 13;
+        let (all, flood, at) = ping_flood_ping();
         // Cut in the body: the head and the first part are copied, the frame comes out whole.
         let mut a = FrameAssembler::default();
         a.push(all.slice(..at + 100));
@@ -401,7 +395,7 @@ mod tests {
 
     #[test]
     fn any_split_of_a_flood_between_pings_reassembles_in_order() {
-        let (all, flood) = ping_flood_ping();
+        let (all, flood, _) = ping_flood_ping();
         let want = |a: &mut FrameAssembler| {
             let mut got = Vec::new();
             while let Some(f) = a.next_frame(1 << 20).unwrap() {
@@ -426,8 +420,7 @@ mod tests {
 
     #[test]
     fn an_unread_split_flood_is_given_up_as_it_was_on_the_wire() {
-        let (all, flood) = ping_flood_ping();
-        let at = all.len() - flood.len() - LEN_PREFIX - 13;
+        let (all, flood, at) = ping_flood_ping();
         let mut a = FrameAssembler::default();
         a.push(all.slice(..at + FLOOD_SPLIT));
         assert_eq!(drain(&mut a), vec![Frame::Ping(1)]);

@@ -240,6 +240,7 @@ pub struct FloodFrame {
 
 impl FloodFrame {
     /// Splits a whole frame (type byte and body); `None` if it is shorter than two bytes.
+    #[inline]
     pub fn from_frame(mut frame: Bytes) -> Option<FloodFrame> {
         let first = [*frame.first()?, *frame.get(1)?];
         frame.advance(2);
@@ -248,13 +249,8 @@ impl FloodFrame {
 
     /// The frame's length (type byte included, length prefix not).
     #[inline]
-    pub fn len(&self) -> usize {
+    pub fn frame_len(&self) -> usize {
         self.body.len() + 2
-    }
-
-    /// Never: a flood frame has at least its two first bytes.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// The frame's bytes in `range` (frame offsets, 2 or more, as [`FloodHead`] gives them).
@@ -271,7 +267,7 @@ impl FloodFrame {
 
     /// The whole frame in one buffer: a copy, for the paths that need it contiguous.
     pub fn to_frame(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.len());
+        let mut out = BytesMut::with_capacity(self.frame_len());
         out.extend_from_slice(&self.first);
         out.extend_from_slice(&self.body);
         out.freeze()
