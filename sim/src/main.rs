@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod huge_pages;
+
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use peerchannel_sim::metrics::{peak_rss_mib, Report, Speed, SpeedWindow};
+use peerchannel_sim::metrics::{huge_pages_mib, peak_rss_mib, Report, Speed, SpeedWindow};
 use peerchannel_sim::scenario::{ChurnConfig, CrashMode, LatencyModel, SecurityModeName, BUILT_IN};
 use peerchannel_sim::{plots, Scenario, Simulation};
 
@@ -75,6 +77,12 @@ struct Args {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Keep 4 KiB pages. Otherwise, on Linux with glibc, the simulator restarts itself once
+    /// with glibc's `glibc.malloc.hugetlb=1` tunable so its heap gets transparent huge pages
+    /// (faster; same run). Also off when GLIBC_TUNABLES already sets that tunable. Use it
+    /// under valgrind, which would not follow the restart.
+    #[arg(long)]
+    no_huge_pages: bool,
 }
 
 fn load(args: &Args) -> Result<Scenario, String> {
@@ -181,6 +189,7 @@ fn run(sc: &Scenario, quiet: bool, label: &str) -> Result<(Report, Speed), Strin
         events_per_s: report.events as f64 / wall.max(1e-9),
         sim_s_per_wall_s: report.duration_s / wall.max(1e-9),
         peak_rss_mib: peak_rss_mib(),
+        huge_pages_mib: huge_pages_mib(),
         under_traffic,
     };
     Ok((report, speed))
@@ -259,7 +268,11 @@ fn print_summary(sc: &Scenario, r: &Report, s: &Speed) {
         s.wall_s,
         s.events_per_s / 1e6,
         s.sim_s_per_wall_s,
-        s.peak_rss_mib.map_or("unknown".into(), |m| format!("{m:.0} MiB"))
+        match (s.peak_rss_mib, s.huge_pages_mib) {
+            (Some(m), Some(h)) => format!("{m:.0} MiB ({h:.0} MiB in huge pages at the end)"),
+            (Some(m), None) => format!("{m:.0} MiB"),
+            _ => "unknown".into(),
+        }
     );
     if let Some(t) = &s.under_traffic {
         println!(
@@ -288,6 +301,9 @@ fn write_out(dir: &PathBuf, sc: &Scenario, r: &Report, s: &Speed) -> Result<(), 
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if !args.no_huge_pages {
+        huge_pages::restart_with_huge_pages();
+    }
     if args.list {
         for (name, text) in BUILT_IN {
             let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();

@@ -403,6 +403,10 @@ pub struct Speed {
     pub sim_s_per_wall_s: f64,
     /// Peak resident memory of the process (VmHWM), MiB; `None` where /proc is missing.
     pub peak_rss_mib: Option<f64>,
+    /// Memory in transparent huge pages at the end of the run (AnonHugePages), MiB; `None`
+    /// where /proc is missing. See the binary's `--no-huge-pages`.
+    #[serde(default)]
+    pub huge_pages_mib: Option<f64>,
     /// The same figures from the first publish on (`None` when nothing is published, or
     /// publishing starts at 0): the rate the engine sustains under traffic, apart from the
     /// mesh's formation, whose events (handshakes, timers) are several times cheaper.
@@ -425,10 +429,20 @@ pub struct SpeedWindow {
 
 /// Peak resident set size of this process in MiB, from `/proc/self/status` (Linux).
 pub fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    proc_kib("/proc/self/status", "VmHWM:").map(|kb| kb / 1024.0)
+}
+
+/// This process's anonymous memory in transparent huge pages now, MiB, from
+/// `/proc/self/smaps_rollup` (Linux).
+pub fn huge_pages_mib() -> Option<f64> {
+    proc_kib("/proc/self/smaps_rollup", "AnonHugePages:").map(|kb| kb / 1024.0)
+}
+
+/// The kB figure of the line starting with `key` in a /proc file.
+fn proc_kib(file: &str, key: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(file).ok()?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Records deliveries as the run goes.
