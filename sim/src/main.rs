@@ -301,15 +301,16 @@ fn write_out(dir: &PathBuf, sc: &Scenario, r: &Report, s: &Speed) -> Result<(), 
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !args.no_huge_pages {
-        huge_pages::restart_with_huge_pages();
-    }
     if args.list {
         for (name, text) in BUILT_IN {
             let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
             println!("{name:18} {first}");
         }
         return ExitCode::SUCCESS;
+    }
+    // Before the scenario is loaded and anything is printed: the restart starts over.
+    if !args.no_huge_pages {
+        huge_pages::restart_with_huge_pages();
     }
     let sc = match load(&args) {
         Ok(sc) => sc,
