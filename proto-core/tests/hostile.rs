@@ -8,47 +8,17 @@ use peerchannel_core::wire::*;
 use peerchannel_core::*;
 use smallvec::smallvec;
 
+mod support;
+use support::frames::{cat, connect, frame, hello, nid, raw};
+
 const ME: u64 = 0x1000;
 const HEALTHY: u64 = 0x2000;
 const HOSTILE: u64 = 0x3000;
-
-fn nid(n: u64) -> NodeId {
-    NodeId::new(n).unwrap()
-}
-
-fn frame(f: &Frame) -> Bytes {
-    let mut out = BytesMut::new();
-    encode_control(f, &mut out);
-    out.freeze()
-}
-
-fn raw(body: &[u8]) -> Bytes {
-    let mut out = BytesMut::new();
-    out.put_u32(body.len() as u32);
-    out.put_slice(body);
-    out.freeze()
-}
-
-fn hello(mesh: &str) -> Bytes {
-    frame(&Frame::Hello(Hello { version: VERSION, security: 0, mesh: MeshId::new(mesh).unwrap() }))
-}
-
-fn connect(node: u64) -> Bytes {
-    frame(&Frame::Connect(Connect { node: nid(node), addrs: smallvec![] }))
-}
 
 fn flood(hops_left: u8, hop_limit: u8, id: u8, path: &[u8], payload: Bytes) -> Bytes {
     let mut out = BytesMut::new();
     encode_flood_header(hops_left, hop_limit, &[id; 16], 77, path, payload.len(), &mut out);
     out.put_slice(&payload);
-    out.freeze()
-}
-
-fn cat(parts: &[Bytes]) -> Bytes {
-    let mut out = BytesMut::new();
-    for p in parts {
-        out.put_slice(p);
-    }
     out.freeze()
 }
 

@@ -16,7 +16,9 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use peerchannel_core::wire::*;
 use peerchannel_core::*;
-use smallvec::smallvec;
+
+mod support;
+use support::frames::{cat, connect, frame, hello, nid, raw};
 
 // ----- the counting allocator ------------------------------------------------------------------
 
@@ -95,35 +97,10 @@ const KIB: isize = 1024;
 
 const ME: u64 = 0x1000;
 
-fn nid(n: u64) -> NodeId {
-    NodeId::new(n).unwrap()
-}
-
-fn frame(f: &Frame) -> Bytes {
-    let mut out = BytesMut::new();
-    encode_control(f, &mut out);
-    out.freeze()
-}
-
-fn raw(body: &[u8]) -> Bytes {
-    let mut out = BytesMut::new();
-    out.put_u32(body.len() as u32);
-    out.put_slice(body);
-    out.freeze()
-}
-
-fn hello(mesh: &str) -> Bytes {
-    frame(&Frame::Hello(Hello { version: VERSION, security: 0, mesh: MeshId::new(mesh).unwrap() }))
-}
-
 fn handshake(node: u64) -> Bytes {
-    let mut out = BytesMut::new();
-    out.put_slice(&hello("soccerpals"));
-    encode_control(&Frame::Connect(Connect { node: nid(node), addrs: smallvec![] }), &mut out);
-    out.freeze()
+    cat(&[hello("soccerpals"), connect(node)])
 }
 
-/// A flood frame with message number `n`, `payload` bytes on /chat.
 fn flood_into(out: &mut BytesMut, n: u64, payload: usize) {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&n.to_be_bytes());
@@ -296,7 +273,7 @@ fn hostile_connections_leave_no_trace() {
         raw(&[0x01, b'X', b'X', b'X', b'X', 1, 0, 1, b'x']),
         raw(&hello_v2),
         hello("othermesh"),
-        frame(&Frame::Connect(Connect { node: nid(0x3000), addrs: smallvec![] })),
+        connect(0x3000),
         big_flood_header.freeze(),
     ];
     let baseline = heap();

@@ -336,4 +336,5 @@ impl Net {
         (got, most)
     }
 }
+pub mod frames;
 pub mod pki;
