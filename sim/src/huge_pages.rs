@@ -12,14 +12,25 @@
 /// The glibc tunable that turns huge pages on for malloc's heap.
 pub const TUNABLE: &str = "glibc.malloc.hugetlb";
 
+/// The value `GLIBC_TUNABLES` (as `tunables`) gives [`TUNABLE`], if it names it.
+fn setting(tunables: &str) -> Option<&str> {
+    tunables.split(':').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == TUNABLE).map(|(_, v)| v))
+}
+
 /// `GLIBC_TUNABLES` with huge pages on, given its current value, or `None` when it already
 /// says something about them (the user's choice, or this process is the restarted one).
 pub fn tunables_with_huge_pages(current: Option<&str>) -> Option<String> {
     match current {
         None | Some("") => Some(format!("{TUNABLE}=1")),
-        Some(t) if t.split(':').any(|kv| kv.split('=').next() == Some(TUNABLE)) => None,
+        Some(t) if setting(t).is_some() => None,
         Some(t) => Some(format!("{t}:{TUNABLE}=1")),
     }
+}
+
+/// Whether this process runs with huge pages asked of glibc (after the restart, or set by the
+/// user).
+pub fn requested() -> bool {
+    std::env::var("GLIBC_TUNABLES").is_ok_and(|t| setting(&t) == Some("1"))
 }
 
 /// Restarts this process with huge pages on, unless `GLIBC_TUNABLES` already sets
@@ -57,5 +68,7 @@ mod tests {
         assert_eq!(tunables_with_huge_pages(Some("glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1")), None);
         // A longer name that merely starts the same is another tunable.
         assert!(tunables_with_huge_pages(Some("glibc.malloc.hugetlbx=0")).is_some());
+        assert_eq!(setting("glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1"), Some("1"));
+        assert_eq!(setting("glibc.malloc.hugetlbx=1"), None);
     }
 }

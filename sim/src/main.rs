@@ -189,6 +189,7 @@ fn run(sc: &Scenario, quiet: bool, label: &str) -> Result<(Report, Speed), Strin
         events_per_s: report.events as f64 / wall.max(1e-9),
         sim_s_per_wall_s: report.duration_s / wall.max(1e-9),
         peak_rss_mib: peak_rss_mib(),
+        huge_pages: huge_pages::requested(),
         huge_pages_mib: huge_pages_mib(),
         under_traffic,
     };
@@ -269,8 +270,9 @@ fn print_summary(sc: &Scenario, r: &Report, s: &Speed) {
         s.events_per_s / 1e6,
         s.sim_s_per_wall_s,
         match (s.peak_rss_mib, s.huge_pages_mib) {
-            (Some(m), Some(h)) => format!("{m:.0} MiB ({h:.0} MiB in huge pages at the end)"),
-            (Some(m), None) => format!("{m:.0} MiB"),
+            (Some(m), Some(h)) if s.huge_pages => format!("{m:.0} MiB ({h:.0} MiB in huge pages at the end)"),
+            (Some(m), _) if s.huge_pages => format!("{m:.0} MiB (huge pages asked for)"),
+            (Some(m), _) => format!("{m:.0} MiB (4 KiB pages)"),
             _ => "unknown".into(),
         }
     );

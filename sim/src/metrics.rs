@@ -403,8 +403,12 @@ pub struct Speed {
     pub sim_s_per_wall_s: f64,
     /// Peak resident memory of the process (VmHWM), MiB; `None` where /proc is missing.
     pub peak_rss_mib: Option<f64>,
+    /// Whether the run asked glibc's malloc for transparent huge pages (the binary's default;
+    /// see its `--no-huge-pages`).
+    #[serde(default)]
+    pub huge_pages: bool,
     /// Memory in transparent huge pages at the end of the run (AnonHugePages), MiB; `None`
-    /// where /proc is missing. See the binary's `--no-huge-pages`.
+    /// where /proc is missing.
     #[serde(default)]
     pub huge_pages_mib: Option<f64>,
     /// The same figures from the first publish on (`None` when nothing is published, or
