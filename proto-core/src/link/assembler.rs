@@ -50,8 +50,9 @@ impl Assembled {
 
 /// The prefix plus the type byte: enough to check a frame's announced length.
 const HEADER: usize = LEN_PREFIX + 1;
-/// The prefix and a flood's first two bytes: what a relay writes before the body.
-const FLOOD_SPLIT: usize = LEN_PREFIX + 2;
+/// The prefix and a flood's first two bytes: what a relay writes before the body (its forward
+/// head).
+const FLOOD_SPLIT: usize = wire::FORWARD_HEAD_LEN;
 
 impl FrameAssembler {
     /// Adds received bytes. Call [`next_frame`](Self::next_frame) until it returns `Ok(None)`
