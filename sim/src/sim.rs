@@ -72,19 +72,25 @@ enum Ev {
     Depart { node: u32, how: Departure },
 }
 
+/// `repr(C)`, hot fields first: an event reads the node's handle, its armed deadline and its
+/// link map, and a write its uplink; in this order they share the first lines.
 #[derive(Debug)]
+#[repr(C)]
 struct SimNode {
-    node: Option<Node>,
-    host: u32,
-    joined: u64,
-    died: u64,
+    /// Boxed: inline, `Option<Node>` kept its tag in the node's last bytes (the compiler's
+    /// choice of a spare bit pattern), so checking that a node is alive read a cache line of
+    /// its own, at every event. Here the tag is the pointer, beside `armed`.
+    node: Option<Box<Node>>,
     /// The deadline this node's timer entry in the queue stands for (`NEVER`: none).
     armed: u64,
+    uplink: Uplink,
     /// `LinkId.0` → connection index (`NONE` where unused). Link IDs are dense per node.
     /// Inline for the first IDs (most nodes of a run never pass them): every write looks its
     /// connection up here, and a separate allocation was a cache miss per write.
     links: SmallVec<[u32; LINKS_INLINE]>,
-    uplink: Uplink,
+    host: u32,
+    joined: u64,
+    died: u64,
     /// Links with bytes waiting for uplink room (bandwidth-limited runs only).
     pending_tx: Vec<LinkId>,
     /// When an `UplinkWake` is scheduled (`NEVER`: none).
@@ -912,7 +918,7 @@ impl Simulation {
         }
         core.handle_input(now, Input::Open);
         self.nodes.push(SimNode {
-            node: Some(core),
+            node: Some(Box::new(core)),
             host: h,
             joined: NEVER,
             died: NEVER,
@@ -1217,7 +1223,7 @@ impl Simulation {
 
     /// The core node at index `i`, if alive.
     pub fn node(&self, i: u32) -> Option<&Node> {
-        self.nodes.get(i as usize)?.node.as_ref()
+        self.nodes.get(i as usize)?.node.as_deref()
     }
 
     /// The host (the address's index) node `i` runs on; departed nodes keep theirs.

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use smallvec::SmallVec;
 
-use crate::config::Config;
+use crate::config::LinkTimings;
 use crate::id::{LinkId, NodeId};
 use crate::mesh::LinkUtility;
 use crate::security::LinkSecurity;
@@ -47,6 +47,21 @@ pub enum LinkState {
     },
 }
 
+/// A field with no other purpose than to hold the tag of an `Option<Link>` (the link table's
+/// slots) next to the link's handle.
+///
+/// The compiler puts that tag in an unused bit pattern of one of the link's fields, the one
+/// with the most unused patterns, the last of them on a tie: that was the token bucket's
+/// `Option` at byte 496, so every lookup in the table read a cache line of the link that
+/// nothing else on the relay path reads. A one-variant `u64` enum leaves more patterns unused
+/// than any other field, so the tag lives here, in the first line (steady-1k in callgrind's
+/// cache model with a 512 KiB last level: 4% fewer data read misses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+enum SlotTag {
+    Occupied = 0,
+}
+
 /// Everything the node knows about one connection.
 ///
 /// `repr(C)` to keep the declared order: the fields a received or queued frame touches come
@@ -59,6 +74,8 @@ pub enum LinkState {
 pub struct Link {
     /// The handle adapters know it by. First: every lookup in the link table compares it.
     pub id: LinkId,
+    /// Where an `Option<Link>` keeps its tag (see [`SlotTag`]).
+    slot_tag: SlotTag,
     /// Life-cycle state.
     pub state: LinkState,
     /// Reassembly of received frames.
@@ -152,6 +169,7 @@ impl Link {
     pub fn new(id: LinkId, role: Role, state: LinkState, addr: SocketAddr, now: Instant) -> Self {
         Link {
             id,
+            slot_tag: SlotTag::Occupied,
             role,
             state,
             addr,
@@ -236,7 +254,7 @@ impl Link {
     /// The earliest time something must happen on this link: the connect timeout while
     /// handshaking; keepalive, idle timeout, a utility report or the end of a forward wait when
     /// connected; the end of the linger when closing.
-    pub fn next_deadline(&self, cfg: &Config) -> Instant {
+    pub fn next_deadline(&self, cfg: &LinkTimings) -> Instant {
         match self.state {
             LinkState::Dialing | LinkState::Handshake { .. } => self.created + cfg.connect_timeout,
             LinkState::Connected => {
