@@ -16,6 +16,15 @@ fn run(s: Scenario) -> (Report, Simulation) {
     (r, sim)
 }
 
+/// Asserts what "delivers to every node joined for the whole window" means: at least `scored`
+/// messages were scored, none missed a node, and the least reliable one reached every node.
+#[track_caller]
+fn assert_delivered_to_every_joined_node(r: &Report, scored: usize) {
+    assert!(r.delivery.scored >= scored, "only {} messages scored", r.delivery.scored);
+    assert!(r.misses.is_empty(), "misses: {:?}", &r.misses[..r.misses.len().min(10)]);
+    assert_eq!(r.delivery.reliability_min, 1.0);
+}
+
 #[test]
 fn steady_1k_delivers_every_message_everywhere_and_keeps_degrees_in_bounds() {
     let mut s = built_in("steady-1k");
@@ -64,9 +73,7 @@ fn churn_1k_with_reset_crashes_delivers_to_every_node_joined_for_the_whole_windo
     let (r, _) = run(s);
     assert!(r.crashes + r.leaves >= 120, "only {} departures", r.crashes + r.leaves);
     assert!(r.crashes > 0 && r.leaves > 0);
-    assert!(r.delivery.scored >= 100);
-    assert!(r.misses.is_empty(), "misses: {:?}", &r.misses[..r.misses.len().min(10)]);
-    assert_eq!(r.delivery.reliability_min, 1.0);
+    assert_delivered_to_every_joined_node(&r, 100);
     for s in r.samples.iter().filter(|s| s.t >= 25.0) {
         assert_eq!(s.components, 1, "split at {} s", s.t);
     }
@@ -110,9 +117,7 @@ fn churn_1k_with_silent_crashes_delivers_to_every_node_joined_for_the_whole_wind
     s.churn.as_mut().unwrap().start_secs = 40.0;
     let (r, _) = run(s);
     assert!(r.crashes > 0, "no silent crashes happened");
-    assert!(r.delivery.scored >= 100);
-    assert!(r.misses.is_empty(), "misses: {:?}", &r.misses[..r.misses.len().min(10)]);
-    assert_eq!(r.delivery.reliability_min, 1.0);
+    assert_delivered_to_every_joined_node(&r, 100);
 }
 
 #[test]
@@ -171,9 +176,7 @@ fn churn_1k_secure_delivers_to_every_node_joined_for_the_whole_window_without_au
     let (r, _) = run(s);
     assert!(r.crashes + r.leaves >= 120, "only {} departures", r.crashes + r.leaves);
     assert!(r.crashes > 0 && r.leaves > 0);
-    assert!(r.delivery.scored >= 100);
-    assert!(r.misses.is_empty(), "misses: {:?}", &r.misses[..r.misses.len().min(10)]);
-    assert_eq!(r.delivery.reliability_min, 1.0);
+    assert_delivered_to_every_joined_node(&r, 100);
     assert_eq!(r.traffic.auth_failures, 0);
     assert_eq!(r.traffic.invalid_signatures, 0);
     assert_eq!(r.traffic.floods_unintroduced, 0);
@@ -191,9 +194,7 @@ fn churn_200_secure_delivers_to_every_node_joined_for_the_whole_window_without_a
     s.churn.as_mut().unwrap().replace_per_min = 0.2;
     let (r, _) = run(s);
     assert!(r.crashes > 0 && r.leaves > 0, "{} crashes, {} leaves", r.crashes, r.leaves);
-    assert!(r.delivery.scored >= 50);
-    assert!(r.misses.is_empty(), "misses: {:?}", &r.misses[..r.misses.len().min(10)]);
-    assert_eq!(r.delivery.reliability_min, 1.0);
+    assert_delivered_to_every_joined_node(&r, 50);
     assert_eq!((r.traffic.auth_failures, r.traffic.invalid_signatures), (0, 0));
     assert!(r.traffic.signatures_verified > 0);
 }

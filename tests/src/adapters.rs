@@ -12,7 +12,7 @@
 //! a node can be given the mesh password through its adapter's builder ([`Start`],
 //! [`TestNode::start_as`]).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +26,7 @@ use peerchannel_mio::MioNode;
 use peerchannel_tokio::PeerNode;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{fast_config, loopback, PATIENCE};
+use crate::{fast_config, forms_one_mesh, loopback, neighbor_changes, wait_until_no_neighbor_changes, PATIENCE};
 
 /// Which adapter runs a node.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -636,48 +636,23 @@ pub async fn start_mixed_mesh_with(
 /// Whether `nodes` form one mesh: every neighbor of each is one of `nodes`, every degree is
 /// within [min, max], and the graph is connected.
 pub async fn is_one_test_mesh(nodes: &[&TestNode], min: usize, max: usize) -> bool {
-    let ids: BTreeSet<NodeId> = nodes.iter().map(|n| n.id()).collect();
     let mut graph: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
     for n in nodes {
-        let nb = n.neighbors().await;
-        if nb.len() < min || nb.len() > max || nb.iter().any(|x| !ids.contains(&x.node)) {
-            return false;
-        }
-        graph.insert(n.id(), nb.iter().map(|x| x.node).collect());
+        graph.insert(n.id(), n.neighbors().await.iter().map(|x| x.node).collect());
     }
-    let Some(&start) = ids.iter().next() else { return true };
-    let mut seen = BTreeSet::from([start]);
-    let mut todo = VecDeque::from([start]);
-    while let Some(x) = todo.pop_front() {
-        for y in graph.get(&x).into_iter().flatten() {
-            if seen.insert(*y) {
-                todo.push_back(*y);
-            }
-        }
-    }
-    seen.len() == ids.len()
+    forms_one_mesh(&graph, min, max)
 }
 
 /// Waits until no node gains or loses a neighbor for `quiet` (the maintainer has settled).
 pub async fn wait_settled(nodes: &[&TestNode], quiet: Duration) {
-    async fn changes(nodes: &[&TestNode]) -> u64 {
+    wait_until_no_neighbor_changes(quiet, || async {
         let mut n = 0;
         for node in nodes {
             if let Some(s) = node.stats().await {
-                n += s.core.neighbors_up + s.core.neighbors_down.iter().sum::<u64>();
+                n += neighbor_changes(&s.core);
             }
         }
         n
-    }
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let mut last = changes(nodes).await;
-    loop {
-        tokio::time::sleep(quiet).await;
-        let now = changes(nodes).await;
-        if now == last {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the mesh never settled");
-        last = now;
-    }
+    })
+    .await;
 }

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use peerchannel_core::wire::{self, Connect, Frame, Hello};
-use peerchannel_tokio::{Config, MeshId, NodeId, PeerNode};
+use peerchannel_tokio::{Config, MeshId, NodeId, PeerNode, ServiceResolver};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 pub mod adapters;
 pub mod embed;
@@ -95,19 +97,26 @@ pub async fn start_mesh(mesh: &str, n: usize, config: impl Fn(&mut Config)) -> V
 /// Whether `nodes` form one mesh: every neighbor of each is one of `nodes` (so departed
 /// nodes are forgotten), every degree is within [min, max], and the graph is connected.
 pub async fn is_one_mesh(nodes: &[&PeerNode], min: usize, max: usize) -> bool {
-    let ids: BTreeSet<NodeId> = nodes.iter().map(|n| n.id()).collect();
     let mut graph: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
     for n in nodes {
         let Ok(nb) = n.neighbors().await else { return false };
-        if nb.len() < min || nb.len() > max {
-            return false;
-        }
-        if nb.iter().any(|x| !ids.contains(&x.node)) {
-            return false;
-        }
         graph.insert(n.id(), nb.iter().map(|x| x.node).collect());
     }
-    let Some(&start) = ids.iter().next() else { return true };
+    forms_one_mesh(&graph, min, max)
+}
+
+/// Whether `graph` (each node's neighbors) is one mesh: every neighbor is a node of the graph,
+/// every degree is within [min, max], and every node is reachable from every other.
+pub fn forms_one_mesh(graph: &BTreeMap<NodeId, Vec<NodeId>>, min: usize, max: usize) -> bool {
+    for neighbors in graph.values() {
+        if neighbors.len() < min || neighbors.len() > max {
+            return false;
+        }
+        if neighbors.iter().any(|x| !graph.contains_key(x)) {
+            return false;
+        }
+    }
+    let Some(&start) = graph.keys().next() else { return true };
     let mut seen = BTreeSet::from([start]);
     let mut todo = VecDeque::from([start]);
     while let Some(x) = todo.pop_front() {
@@ -117,7 +126,60 @@ pub async fn is_one_mesh(nodes: &[&PeerNode], min: usize, max: usize) -> bool {
             }
         }
     }
-    seen.len() == ids.len()
+    seen.len() == graph.len()
+}
+
+/// Waits until `count()` (a running count of neighbors gained and lost, see [`neighbor_changes`])
+/// reads the same twice `quiet` apart, that is until the maintainer has settled; panics after
+/// [`PATIENCE`].
+pub async fn wait_until_no_neighbor_changes<F, Fut>(quiet: Duration, mut count: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = u64>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut last = count().await;
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now = count().await;
+        if now == last {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the mesh never settled");
+        last = now;
+    }
+}
+
+/// Neighbors a node has gained plus those it has lost, from its core statistics.
+pub fn neighbor_changes(core: &peerchannel_core::Stats) -> u64 {
+    core.neighbors_up + core.neighbors_down.iter().sum::<u64>()
+}
+
+/// Opens a node of `mesh` alone on loopback, registered with the resolver service at `service`.
+pub async fn open_alone_with_service(mesh: &str, service: SocketAddr) -> PeerNode {
+    PeerNode::builder()
+        .config(fast_config(mesh))
+        .listen(loopback())
+        .resolver(ServiceResolver::new(service))
+        .open_alone()
+        .open()
+        .await
+        .unwrap_or_else(|e| panic!("node of {mesh} failed to open: {e}"))
+}
+
+/// Reads until the node closes the connection; true if it did within the patience.
+pub async fn closed_by_node(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    ended.is_ok()
 }
 
 /// The bytes a raw initiator sends to join `mesh` as node `node` (Hello, then Connect), for

@@ -4,25 +4,10 @@
 
 use std::time::Duration;
 
-use peerchannel_tests::{handshake_bytes, init_tracing, start_mesh, wait_until, PATIENCE};
+use peerchannel_tests::{closed_by_node, handshake_bytes, init_tracing, start_mesh, wait_until, PATIENCE};
 use peerchannel_tokio::{CloseReason, NodeId, PeerNode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
-
-/// Reads until the node closes the connection; true if it did within the patience.
-async fn closed_by_node(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 4096];
-    let ended = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    ended.is_ok()
-}
 
 async fn closed_for(node: &PeerNode, reason: CloseReason) -> u64 {
     node.stats().await.map(|s| s.core.closed_for(reason)).unwrap_or(0)

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use peerchannel_tests::{init_tracing, is_one_mesh, start_mesh, wait_until, PATIENCE};
+use peerchannel_tests::{
+    init_tracing, is_one_mesh, neighbor_changes, start_mesh, wait_until, wait_until_no_neighbor_changes, PATIENCE,
+};
 use peerchannel_tokio::{Channel, NodeId, PeerNode};
 
 const NODES: usize = 30;
@@ -54,25 +56,14 @@ async fn burst(nodes: &[PeerNode], path: &str) -> Vec<usize> {
 /// Waits until no node gains or loses a neighbor for `quiet` (the maintainer has stopped
 /// pruning and growing).
 async fn wait_stable(nodes: &[PeerNode], quiet: Duration) {
-    async fn changes(nodes: &[PeerNode]) -> u64 {
+    wait_until_no_neighbor_changes(quiet, || async {
         let mut n = 0;
         for node in nodes {
-            let s = node.stats().await.unwrap();
-            n += s.core.neighbors_up + s.core.neighbors_down.iter().sum::<u64>();
+            n += neighbor_changes(&node.stats().await.unwrap().core);
         }
         n
-    }
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let mut last = changes(nodes).await;
-    loop {
-        tokio::time::sleep(quiet).await;
-        let now = changes(nodes).await;
-        if now == last {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the mesh never settled");
-        last = now;
-    }
+    })
+    .await;
 }
 
 /// Every node got every message of every other sender exactly once, and nothing else.

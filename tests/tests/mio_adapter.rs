@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use peerchannel_core::{ChannelPath, CloseReason, Event, NodeId};
-use peerchannel_mio::{Error, MioNode};
+use peerchannel_core::{ChannelPath, CloseReason, Config, Event, NodeId};
+use peerchannel_mio::{Builder, Error, MioNode};
 use peerchannel_tests::adapters::{start_mixed_mesh, MIO};
 use peerchannel_tests::{fast_config, handshake_bytes, init_tracing, loopback, wait_until, PATIENCE};
 
@@ -48,6 +48,12 @@ fn run_until(
     }
 }
 
+/// A node on loopback with configuration `config`, seed `seed` and the `count` poll tokens from
+/// `base`: the test adds how it joins and its own options, then opens it.
+fn node(config: &Config, seed: u64, base: usize, count: usize) -> Builder {
+    MioNode::builder().config(config.clone()).seed(seed).listen(loopback()).tokens(base, count)
+}
+
 fn path(p: &str) -> ChannelPath {
     ChannelPath::new(p).unwrap_or_else(|e| panic!("bad path {p}: {e}"))
 }
@@ -61,22 +67,8 @@ fn two_nodes_and_the_applications_own_socket_share_one_poll_and_small_messages_a
     let mut mine = TcpListener::bind(loopback()).expect("bind");
     poll.registry().register(&mut mine, Token(0), Interest::READABLE).expect("register");
     let c = fast_config("onepoll");
-    let mut a = MioNode::builder()
-        .config(c.clone())
-        .seed(11)
-        .listen(loopback())
-        .open_alone()
-        .tokens(100, 16)
-        .open(poll.registry())
-        .expect("a opens");
-    let mut b = MioNode::builder()
-        .config(c)
-        .seed(22)
-        .listen(loopback())
-        .bootstrap([a.local_addr()])
-        .tokens(200, 16)
-        .open(poll.registry())
-        .expect("b opens");
+    let mut a = node(&c, 11, 100, 16).open_alone().open(poll.registry()).expect("a opens");
+    let mut b = node(&c, 22, 200, 16).bootstrap([a.local_addr()]).open(poll.registry()).expect("b opens");
     let chat = path("/chat");
     b.open_channel(&chat);
 
@@ -196,23 +188,8 @@ fn other_threads_send_through_the_handle_with_a_bounded_queue() {
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(1024);
     let c = fast_config("miohandle");
-    let mut a = MioNode::builder()
-        .config(c.clone())
-        .seed(7)
-        .listen(loopback())
-        .open_alone()
-        .handle_capacity(8)
-        .tokens(10, 16)
-        .open(poll.registry())
-        .expect("a");
-    let mut b = MioNode::builder()
-        .config(c)
-        .seed(8)
-        .listen(loopback())
-        .bootstrap([a.local_addr()])
-        .tokens(40, 16)
-        .open(poll.registry())
-        .expect("b");
+    let mut a = node(&c, 7, 10, 16).open_alone().handle_capacity(8).open(poll.registry()).expect("a");
+    let mut b = node(&c, 8, 40, 16).bootstrap([a.local_addr()]).open(poll.registry()).expect("b");
     let chat = path("/t");
     b.open_channel(&chat);
     run_until(&mut poll, &mut events, &mut [&mut a, &mut b], "a and b are neighbors", |n| n[1].is_online());
@@ -279,14 +256,7 @@ fn the_token_range_limits_connections_and_run_until_drives_a_node() {
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(256);
     // Listener, waker, and three connection tokens.
-    let mut a = MioNode::builder()
-        .config(fast_config("miotokens"))
-        .seed(3)
-        .listen(loopback())
-        .open_alone()
-        .tokens(500, 5)
-        .open(poll.registry())
-        .expect("a");
+    let mut a = node(&fast_config("miotokens"), 3, 500, 5).open_alone().open(poll.registry()).expect("a");
     let clients: Vec<StdStream> = (0..10).map(|_| StdStream::connect(a.local_addr()).expect("connect")).collect();
     let done = a.run_until(&mut poll, &mut events, PATIENCE, |n| n.stats().adapter.accepted == 10).expect("poll works");
     assert!(done, "the listener did not see 10 connections");
@@ -397,23 +367,9 @@ fn an_external_resolver_answers_the_cores_requests() {
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(256);
     let c = fast_config("mioresolve");
-    let mut a = MioNode::builder()
-        .config(c.clone())
-        .seed(31)
-        .listen(loopback())
-        .open_alone()
-        .tokens(10, 8)
-        .open(poll.registry())
-        .expect("a");
+    let mut a = node(&c, 31, 10, 8).open_alone().open(poll.registry()).expect("a");
     // No bootstrap list: b asks its resolver, which this loop answers with a's address.
-    let mut b = MioNode::builder()
-        .config(c)
-        .seed(32)
-        .listen(loopback())
-        .external_resolver()
-        .tokens(20, 8)
-        .open(poll.registry())
-        .expect("b opens with only a resolver");
+    let mut b = node(&c, 32, 20, 8).external_resolver().open(poll.registry()).expect("b opens with only a resolver");
     let a_addr = a.local_addr();
     let mut asked = 0;
     run_until(&mut poll, &mut events, &mut [&mut a, &mut b], "b joins through the resolver", |n| {
@@ -435,20 +391,9 @@ fn a_slow_application_gets_a_bounded_channel_queue_and_counted_drops() {
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(256);
     let c = fast_config("mioslowapp");
-    let mut a = MioNode::builder()
-        .config(c.clone())
-        .seed(41)
-        .listen(loopback())
-        .open_alone()
-        .tokens(10, 8)
-        .open(poll.registry())
-        .expect("a");
-    let mut b = MioNode::builder()
-        .config(c)
-        .seed(42)
-        .listen(loopback())
+    let mut a = node(&c, 41, 10, 8).open_alone().open(poll.registry()).expect("a");
+    let mut b = node(&c, 42, 20, 8)
         .bootstrap([a.local_addr()])
-        .tokens(20, 8)
         .channel_capacity(16)
         .deliver_timeout(Duration::from_millis(50))
         .open(poll.registry())
@@ -498,28 +443,19 @@ fn forwarded_traffic_to_a_slow_reader_pauses_reads_upstream_instead_of_evicting_
         c
     };
     let patient = Duration::from_secs(10);
-    let open = |b: peerchannel_mio::Builder, poll: &Poll| b.listen(loopback()).open(poll.registry()).expect("opens");
-    let mut a = open(MioNode::builder().config(shape(1, 1, 1)).seed(51).open_alone().tokens(10, 8), &poll);
-    let mut b = open(
-        MioNode::builder()
-            .config(shape(1, 2, 2))
-            .seed(52)
-            .bootstrap([a.local_addr()])
-            // As patient as the links allow: a wait must end within `idle_timeout` (5 s here).
-            .forward_wait(Duration::from_secs(4))
-            .tokens(20, 8),
-        &poll,
-    );
-    let mut c = open(
-        MioNode::builder()
-            .config(shape(1, 1, 1))
-            .seed(53)
-            .bootstrap([b.local_addr()])
-            .channel_capacity(64)
-            .deliver_timeout(patient)
-            .tokens(30, 8),
-        &poll,
-    );
+    let mut a = node(&shape(1, 1, 1), 51, 10, 8).open_alone().open(poll.registry()).expect("a opens");
+    let mut b = node(&shape(1, 2, 2), 52, 20, 8)
+        .bootstrap([a.local_addr()])
+        // As patient as the links allow: a wait must end within `idle_timeout` (5 s here).
+        .forward_wait(Duration::from_secs(4))
+        .open(poll.registry())
+        .expect("b opens");
+    let mut c = node(&shape(1, 1, 1), 53, 30, 8)
+        .bootstrap([b.local_addr()])
+        .channel_capacity(64)
+        .deliver_timeout(patient)
+        .open(poll.registry())
+        .expect("c opens");
     let chain = path("/chain");
     c.open_channel(&chain);
     run_until(&mut poll, &mut events, &mut [&mut a, &mut b, &mut c], "B has both neighbors", |n| {

@@ -12,7 +12,9 @@ use peerchannel_core::resolver::frames::{
 };
 use peerchannel_core::resolver::registry::RegistryConfig;
 use peerchannel_core::resolver::{ClientId, RegistrationId, RegistryError};
-use peerchannel_tests::{fast_config, init_tracing, is_one_mesh, loopback, mesh_id, wait_until, PATIENCE};
+use peerchannel_tests::{
+    fast_config, init_tracing, is_one_mesh, loopback, mesh_id, open_alone_with_service, wait_until, PATIENCE,
+};
 use peerchannel_tokio::service::{ResolverServer, ServerConfig};
 use peerchannel_tokio::{PeerNode, ServiceResolver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -425,14 +427,7 @@ async fn a_crashed_node_stops_refreshing_and_its_record_expires() {
     };
     let server = ResolverServer::bind(loopback(), cfg).await.unwrap();
     let addr = server.local_addr();
-    let node = PeerNode::builder()
-        .config(fast_config("crash"))
-        .listen(loopback())
-        .resolver(ServiceResolver::new(addr))
-        .open_alone()
-        .open()
-        .await
-        .unwrap();
+    let node = open_alone_with_service("crash", addr).await;
     wait_until("registered", PATIENCE, || async { server.stats().records == 1 }).await;
     // Dropped without close: no unregister, and no more refreshes either.
     drop(node);

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 
 use peerchannel_core::resolver::registry::RegistryConfig;
-use peerchannel_tests::{fast_config, init_tracing, loopback, mesh_id, wait_until, PATIENCE};
+use peerchannel_tests::{init_tracing, loopback, mesh_id, open_alone_with_service, wait_until, PATIENCE};
 use peerchannel_tokio::service::{ResolverServer, ServerConfig};
-use peerchannel_tokio::{PeerNode, Resolver, ServiceResolver};
+use peerchannel_tokio::{Resolver, ServiceResolver};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_addresses_reach_the_resolver_service() {
@@ -14,14 +14,7 @@ async fn changed_addresses_reach_the_resolver_service() {
     let cfg = ServerConfig { registry: RegistryConfig::default(), summary_interval: None, ..ServerConfig::default() };
     let server = ResolverServer::bind(loopback(), cfg).await.unwrap();
     let addr = server.local_addr();
-    let node = PeerNode::builder()
-        .config(fast_config("moving"))
-        .listen(loopback())
-        .resolver(ServiceResolver::new(addr))
-        .open_alone()
-        .open()
-        .await
-        .unwrap();
+    let node = open_alone_with_service("moving", addr).await;
     let asker = ServiceResolver::new(addr);
     let mesh = mesh_id("moving");
     let first = node.local_addr();

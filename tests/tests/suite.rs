@@ -13,8 +13,8 @@ use peerchannel_tests::adapters::{
     is_one_test_mesh, kind_of, start_mixed_mesh, start_mixed_mesh_with, wait_settled, Kind, Rx, SendFailure, Start,
     TestNode, MIO, MIXED, TOKIO,
 };
-use peerchannel_tests::{fast_config, handshake_bytes, init_tracing, wait_until, PATIENCE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use peerchannel_tests::{closed_by_node, fast_config, handshake_bytes, init_tracing, wait_until, PATIENCE};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Runs each named scenario as a test for tokio, mio and mixed meshes.
@@ -158,21 +158,6 @@ async fn survivors_reform_after_crashes_and_graceful_leaves(kinds: &[Kind]) {
     for n in nodes.into_iter().flatten() {
         n.close().await;
     }
-}
-
-/// Reads until the node closes the connection; true if it did within the patience.
-async fn closed_by_node(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 4096];
-    let ended = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    ended.is_ok()
 }
 
 async fn hostile_peers_are_cut_off_and_the_node_keeps_serving(kinds: &[Kind]) {

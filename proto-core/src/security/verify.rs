@@ -318,18 +318,16 @@ pub struct PeerVerifier {
 impl PeerVerifier {
     /// The password-mode verifier.
     pub fn password() -> Self {
-        PeerVerifier {
-            checker: None,
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        }
+        Self::with_checker(None)
     }
 
     /// The certificate-mode verifier, applying `checker`.
     pub fn certificate(checker: Arc<CertificateChecker>) -> Self {
-        PeerVerifier {
-            checker: Some(checker),
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        }
+        Self::with_checker(Some(checker))
+    }
+
+    fn with_checker(checker: Option<Arc<CertificateChecker>>) -> Self {
+        PeerVerifier { checker, algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms }
     }
 
     fn check(
@@ -346,19 +344,36 @@ impl PeerVerifier {
             None => EndEntityCert::try_from(end_entity).map(|_| ()).map_err(|e| tls_error(failure_from_webpki(e))),
         }
     }
+}
 
-    fn tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
+/// The handshake-signature methods of [`PeerVerifier`], which `ServerCertVerifier` and
+/// `ClientCertVerifier` each declare: both roles must check signatures the same way (TLS 1.3
+/// signatures verified with the ring algorithms, TLS 1.2 refused), so one definition serves both
+/// impls.
+macro_rules! handshake_signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::General("peerchannel links use TLS 1.3 only".into()))
+        }
 
-    fn tls12_refused() -> rustls::Error {
-        rustls::Error::General("peerchannel links use TLS 1.3 only".into())
-    }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
 }
 
 impl ServerCertVerifier for PeerVerifier {
@@ -374,27 +389,7 @@ impl ServerCertVerifier for PeerVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(Self::tls12_refused())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    handshake_signature_checks!();
 }
 
 impl ClientCertVerifier for PeerVerifier {
@@ -422,27 +417,7 @@ impl ClientCertVerifier for PeerVerifier {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(Self::tls12_refused())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    handshake_signature_checks!();
 }
 
 /// Translates a rustls error into the authentication failure it stands for.
@@ -473,6 +448,11 @@ pub fn auth_failure_from_tls(e: &rustls::Error) -> AuthFailure {
     }
 }
 
+/// The CA and CRL code the integration tests' PKI uses too: one copy, in their support folder.
+#[cfg(test)]
+#[path = "../../tests/support/pki/ca.rs"]
+mod shared_test_pki;
+
 /// Certificates for the tests of the security modules, made with rcgen at fixed times so the
 /// tests never depend on the clock.
 #[cfg(test)]
@@ -480,17 +460,16 @@ pub(crate) mod test_pki {
     use core::time::Duration;
 
     use rcgen::{
-        date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-        ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-        RevokedCertParams, SerialNumber, SignatureAlgorithm,
+        date_time_ymd, CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SerialNumber,
+        SignatureAlgorithm,
     };
     use rustls::pki_types::{
         CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime,
     };
 
-    /// 2030-01-01T00:00:00Z, the "now" of every test.
-    pub(crate) const NOW_SECS: u64 = 1_893_456_000;
+    use super::shared_test_pki::{self as shared, NOW_SECS};
 
+    /// 2030-01-01T00:00:00Z ([`NOW_SECS`]), the "now" of every test.
     pub(crate) fn now() -> UnixTime {
         UnixTime::since_unix_epoch(Duration::from_secs(NOW_SECS))
     }
@@ -508,16 +487,11 @@ pub(crate) mod test_pki {
     }
 
     impl Ca {
+        /// A CA named `name`, with a P-256 key.
         pub(crate) fn new(name: &str) -> Ca {
-            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-            let mut params = CertificateParams::default();
-            params.distinguished_name.push(DnType::CommonName, name);
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-            params.not_before = date_time_ymd(2020, 1, 1);
-            params.not_after = date_time_ymd(2040, 1, 1);
-            let cert = params.self_signed(&key).unwrap().der().clone();
-            Ca { cert, issuer: Issuer::new(params, key) }
+            let (cert, issuer) =
+                shared::self_signed_ca(name, KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap());
+            Ca { cert, issuer }
         }
 
         /// A leaf valid from `from` to `to` (years, January 1st), with serial `serial`.
@@ -547,23 +521,7 @@ pub(crate) mod test_pki {
 
         /// A CRL revoking the given serials.
         pub(crate) fn crl(&self, revoked: &[u64]) -> CertificateRevocationListDer<'static> {
-            let params = CertificateRevocationListParams {
-                this_update: date_time_ymd(2029, 1, 1),
-                next_update: date_time_ymd(2031, 1, 1),
-                crl_number: SerialNumber::from(1u64),
-                issuing_distribution_point: None,
-                revoked_certs: revoked
-                    .iter()
-                    .map(|&s| RevokedCertParams {
-                        serial_number: SerialNumber::from(s),
-                        revocation_time: date_time_ymd(2029, 6, 1),
-                        reason_code: Some(RevocationReason::KeyCompromise),
-                        invalidity_date: None,
-                    })
-                    .collect(),
-                key_identifier_method: KeyIdMethod::Sha256,
-            };
-            params.signed_by(&self.issuer).unwrap().der().clone()
+            shared::crl(&self.issuer, revoked)
         }
     }
 }
@@ -791,6 +749,11 @@ mod tests {
             (client_err, server_err)
         }
 
+        /// The certificate-mode verifier trusting `ca`, with no pins, CRLs or validator.
+        fn certificate_verifier(ca: &Ca) -> Arc<PeerVerifier> {
+            Arc::new(PeerVerifier::certificate(Arc::new(super::checker(ca, Vec::new(), &[]))))
+        }
+
         fn certified(leaf: &Leaf) -> Arc<CertifiedKey> {
             NodeIdentity::from_certificate(vec![leaf.cert.clone()], &leaf.key).unwrap().certified_key()
         }
@@ -812,9 +775,7 @@ mod tests {
         #[test]
         fn certificate_mode_completes_with_valid_chains() {
             let ca = Ca::new("ca");
-            let checker =
-                Arc::new(CertificateChecker::new(core::slice::from_ref(&ca.cert), Vec::new(), &[], None).unwrap());
-            let v = Arc::new(PeerVerifier::certificate(checker));
+            let v = certificate_verifier(&ca);
             let ed = ca.leaf_with(&rcgen::PKCS_ED25519, 2025, 2035, 1, Vec::new());
             let p256 = ca.leaf(2);
             let mut c = client(v.clone(), certified(&ed));
@@ -826,9 +787,7 @@ mod tests {
         #[test]
         fn an_expired_client_certificate_fails_on_both_sides_with_the_reason() {
             let ca = Ca::new("ca");
-            let checker =
-                Arc::new(CertificateChecker::new(core::slice::from_ref(&ca.cert), Vec::new(), &[], None).unwrap());
-            let v = Arc::new(PeerVerifier::certificate(checker));
+            let v = certificate_verifier(&ca);
             let expired = ca.leaf_with(&rcgen::PKCS_ECDSA_P256_SHA256, 2020, 2025, 1, Vec::new());
             let mut c = client(v.clone(), certified(&expired));
             let mut s = server(v, certified(&ca.leaf(2)));
@@ -843,9 +802,7 @@ mod tests {
         #[test]
         fn a_password_identity_is_refused_in_a_certificate_mesh() {
             let ca = Ca::new("ca");
-            let checker =
-                Arc::new(CertificateChecker::new(core::slice::from_ref(&ca.cert), Vec::new(), &[], None).unwrap());
-            let v = Arc::new(PeerVerifier::certificate(checker));
+            let v = certificate_verifier(&ca);
             let rogue = NodeIdentity::self_signed(&[9; 32]).unwrap();
             let mut c = client(v.clone(), certified(&ca.leaf(1)));
             let mut s = server(v, rogue.certified_key());

@@ -1,14 +1,14 @@
 //! Test certificates, made with rcgen in the test (no private key is checked in).
 #![allow(dead_code)]
 
-use rcgen::{
-    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, Issuer,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
-};
+use rcgen::{date_time_ymd, CertificateParams, DnType, Issuer, KeyPair, SerialNumber};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// 2030-01-01T00:00:00Z, the wall clock of every certificate test.
-pub const NOW_SECS: u64 = 1_893_456_000;
+mod ca;
+
+// Not every test binary that includes the support module uses it.
+#[allow(unused_imports)]
+pub use ca::NOW_SECS;
 
 /// A certificate authority that issues leaves and CRLs.
 pub struct Ca {
@@ -23,16 +23,10 @@ pub struct Leaf {
 }
 
 impl Ca {
+    /// A CA named `name`, with an Ed25519 key.
     pub fn new(name: &str) -> Ca {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = date_time_ymd(2020, 1, 1);
-        params.not_after = date_time_ymd(2040, 1, 1);
-        let cert = params.self_signed(&key).unwrap().der().clone();
-        Ca { cert, issuer: Issuer::new(params, key) }
+        let (cert, issuer) = ca::self_signed_ca(name, KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap());
+        Ca { cert, issuer }
     }
 
     /// An Ed25519 leaf valid from January 1st of `from` to January 1st of `to`.
@@ -54,22 +48,6 @@ impl Ca {
 
     /// A CRL revoking `revoked` (serials).
     pub fn crl(&self, revoked: &[u64]) -> CertificateRevocationListDer<'static> {
-        let params = CertificateRevocationListParams {
-            this_update: date_time_ymd(2029, 1, 1),
-            next_update: date_time_ymd(2031, 1, 1),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: revoked
-                .iter()
-                .map(|&s| RevokedCertParams {
-                    serial_number: SerialNumber::from(s),
-                    revocation_time: date_time_ymd(2029, 6, 1),
-                    reason_code: Some(RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        params.signed_by(&self.issuer).unwrap().der().clone()
+        ca::crl(&self.issuer, revoked)
     }
 }
