@@ -130,7 +130,8 @@ pub struct Node {
 /// The configuration a node reads for every frame, next to the rest of what a frame touches.
 /// In `Config` (about 500 bytes) these fields are spread over four cache lines; read there,
 /// each was one more miss per frame in a simulation of 1,000 nodes, where every node's state
-/// is cold when its next event comes.
+/// is cold when its next event comes (with `sec` moved up beside it, 9% fewer data read
+/// misses on steady-1k in callgrind's cache model with a 512 KiB last level).
 #[derive(Debug)]
 struct PerFrame {
     timings: LinkTimings,
