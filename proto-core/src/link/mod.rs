@@ -255,24 +255,24 @@ impl Link {
     /// The earliest time something must happen on this link: the connect timeout while
     /// handshaking; keepalive, idle timeout, a utility report or the end of a forward wait when
     /// connected; the end of the linger when closing.
-    pub fn next_deadline(&self, cfg: &LinkTimings) -> Instant {
+    pub fn next_deadline(&self, timings: &LinkTimings) -> Instant {
         match self.state {
-            LinkState::Dialing | LinkState::Handshake { .. } => self.created + cfg.connect_timeout,
+            LinkState::Dialing | LinkState::Handshake { .. } => self.created + timings.connect_timeout,
             LinkState::Connected => {
-                let keepalive = self.last_send + cfg.keepalive_interval;
-                let idle = self.last_recv + cfg.idle_timeout;
+                let keepalive = self.last_send + timings.keepalive_interval;
+                let idle = self.last_recv + timings.idle_timeout;
                 let mut d = keepalive.min(idle);
                 if let Some(t) = self.partial_since {
-                    d = d.min(t + cfg.idle_timeout);
+                    d = d.min(t + timings.idle_timeout);
                 }
                 if let (Some(t), false) = (self.waiting_since, self.queue.is_empty()) {
-                    d = d.min(t + cfg.idle_timeout);
+                    d = d.min(t + timings.idle_timeout);
                 }
                 if let Some(t) = self.held_since {
-                    d = d.min(t + cfg.forward_wait);
+                    d = d.min(t + timings.forward_wait);
                 }
                 if self.utility.has_unreported() {
-                    d = d.min(self.utility.last_report() + cfg.utility_report_interval);
+                    d = d.min(self.utility.last_report() + timings.utility_report_interval);
                 }
                 d
             }
