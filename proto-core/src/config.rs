@@ -272,22 +272,17 @@ impl Config {
 /// bytes) these fields are spread over several cache lines, each one more miss per frame when
 /// the node's state is cold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkTimings {
-    /// [`Config::connect_timeout`].
+pub(crate) struct LinkTimings {
     pub connect_timeout: Duration,
-    /// [`Config::keepalive_interval`].
     pub keepalive_interval: Duration,
-    /// [`Config::idle_timeout`].
     pub idle_timeout: Duration,
-    /// [`Config::utility_report_interval`].
     pub utility_report_interval: Duration,
-    /// [`Config::forward_wait`].
     pub forward_wait: Duration,
 }
 
 impl Config {
     /// This configuration's link timings.
-    pub fn link_timings(&self) -> LinkTimings {
+    pub(crate) fn link_timings(&self) -> LinkTimings {
         LinkTimings {
             connect_timeout: self.connect_timeout,
             keepalive_interval: self.keepalive_interval,

@@ -58,7 +58,7 @@ pub mod security;
 pub mod uri;
 pub mod wire;
 
-pub use config::{Config, LinkTimings, MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE};
+pub use config::{Config, MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE};
 pub use error::{AcceptError, ConfigError, SendError};
 pub use events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
 pub use id::{LinkId, MessageId, NodeId};

@@ -255,7 +255,7 @@ impl Link {
     /// The earliest time something must happen on this link: the connect timeout while
     /// handshaking; keepalive, idle timeout, a utility report or the end of a forward wait when
     /// connected; the end of the linger when closing.
-    pub fn next_deadline(&self, timings: &LinkTimings) -> Instant {
+    pub(crate) fn next_deadline(&self, timings: &LinkTimings) -> Instant {
         match self.state {
             LinkState::Dialing | LinkState::Handshake { .. } => self.created + timings.connect_timeout,
             LinkState::Connected => {
