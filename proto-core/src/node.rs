@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use crate::config::{Config, LinkTimings};
 use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
-use crate::flood::{forward_hops, OwnIds, RecentStore, SeenCache, StoredHead, WARM_BATCH};
+use crate::flood::{forward_hops, OwnIds, PathMemo, RecentStore, SeenCache, StoredHead, WARM_BATCH};
 use crate::id::{LinkId, MessageId, NodeId};
 use crate::link::{Assembled, Link, LinkState, LinkTable, Role, TokenBucket, CHUNK_OVERHEAD};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
@@ -108,6 +108,8 @@ pub struct Node {
     /// every flood, a node usually has a few (scanned; a map's lookup cost about 3% of the
     /// relay), and a node with many is searched by halving.
     channels: Vec<ChannelPath>,
+    /// The last flood path found valid, and the channel it names.
+    path_memo: PathMemo,
     outputs: VecDeque<Output>,
     scratch: BytesMut,
     timers: Timers,
@@ -138,6 +140,7 @@ struct PerFrame {
     max_message_size: usize,
     link_queue_bytes: usize,
     max_floods_per_neighbor_per_sec: Option<u32>,
+    hop_limit: u8,
 }
 
 impl Node {
@@ -178,6 +181,7 @@ impl Node {
                 max_message_size: config.max_message_size,
                 link_queue_bytes: config.link_queue_bytes,
                 max_floods_per_neighbor_per_sec: config.max_floods_per_neighbor_per_sec,
+                hop_limit: config.hop_limit,
             },
             cfg: config,
             id,
@@ -191,6 +195,7 @@ impl Node {
             timers: Timers::default(),
             repair_at: None,
             channels: Vec::new(),
+            path_memo: PathMemo::default(),
             outputs: VecDeque::new(),
             scratch: BytesMut::with_capacity(4096),
             stats: Stats::default(),
@@ -348,25 +353,26 @@ impl Node {
         self.links.get(&link).is_some_and(|l| l.held_since.is_some())
     }
 
-    /// The open channel whose path is `bytes`, if any.
-    fn channel_of(&self, bytes: &[u8]) -> Option<&ChannelPath> {
+    /// Where in `channels` the open channel whose path is `bytes` is, if any.
+    fn channel_of(&self, bytes: &[u8]) -> Option<usize> {
         if self.channels.len() <= 8 {
-            return self.channels.iter().find(|c| c.as_bytes() == bytes);
+            return self.channels.iter().position(|c| c.as_bytes() == bytes);
         }
-        let at = self.channels.binary_search_by(|c| c.as_bytes().cmp(bytes)).ok()?;
-        self.channels.get(at)
+        self.channels.binary_search_by(|c| c.as_bytes().cmp(bytes)).ok()
     }
 
     /// Delivers floods on `path` to this node from now on.
     pub fn open_channel(&mut self, path: ChannelPath) {
         if let Err(at) = self.channels.binary_search_by(|c| c.as_bytes().cmp(path.as_bytes())) {
             self.channels.insert(at, path);
+            self.path_memo.forget();
         }
     }
 
     /// Stops delivering floods on `path` (they are still forwarded).
     pub fn close_channel(&mut self, path: &ChannelPath) {
         self.channels.retain(|c| c != path);
+        self.path_memo.forget();
     }
 
     // ----- outputs ------------------------------------------------------------------------
@@ -965,9 +971,25 @@ impl Node {
                     continue;
                 }
             };
-            let Ok(head) = wire::decode_flood_parts(flood.first, &flood.body) else {
+            let Ok(head) = wire::decode_flood_fields(flood.first, &flood.body) else {
                 self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
                 return false;
+            };
+            // The path, checked as `decode_flood_parts` would, before the seen cache takes the
+            // ID (an invalid copy must not suppress a valid one): an open channel's was checked
+            // when the channel was opened, any other is checked here.
+            let path = flood.bytes(wire::FLOOD_FIXED..head.path_end);
+            let channel = match self.path_memo.get(path) {
+                Some(channel) => channel,
+                None => {
+                    let channel = self.channel_of(path);
+                    if channel.is_none() && crate::uri::validate_path_bytes(path).is_err() {
+                        self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                        return false;
+                    }
+                    self.path_memo.remember(path, channel);
+                    channel
+                }
             };
             if may_hold && !self.per_frame.timings.forward_wait.is_zero() {
                 // Under the floor it fits everywhere; only above it are the neighbors looked up
@@ -987,7 +1009,7 @@ impl Node {
                 }
                 holding = false;
             }
-            self.on_flood(now, id, flood, head);
+            self.on_flood(now, id, flood, head, channel);
             if last {
                 // As the next round would: a link the flood closed is left alone.
                 match self.links.get(&id) {
@@ -1736,7 +1758,8 @@ impl Node {
         }
     }
 
-    fn on_flood(&mut self, now: Instant, from: LinkId, raw: FloodFrame, f: wire::FloodHead) {
+    /// A flood copy from neighbor `from`, whose path is open channel number `channel` (if any).
+    fn on_flood(&mut self, now: Instant, from: LinkId, raw: FloodFrame, f: wire::FloodHead, channel: Option<usize>) {
         let payload_len = raw.frame_len() - f.payload_start;
         let signed_mesh = self.sec.as_ref().is_some_and(|s| s.mode.message());
         // The frame bound leaves room for a long path; the payload has its own limit. A signed
@@ -1783,11 +1806,10 @@ impl Node {
         // The delivery is taken first (and queued last, after the forwarding's outputs), so
         // the received body itself can become the forwarded rest: a reference count fewer per
         // relayed flood than slicing it and dropping it.
-        let delivery = self
-            .channel_of(raw.bytes(wire::FLOOD_FIXED..f.path_end))
-            .map(|path| (path.clone(), raw.slice_from(f.payload_start)));
+        let delivery =
+            channel.and_then(|at| self.channels.get(at)).map(|path| (path.clone(), raw.slice_from(f.payload_start)));
         // A peer may claim any hop limit; this node forwards no further than its own.
-        match forward_hops(f.hops_left).map(|h| h.min(self.cfg.hop_limit)) {
+        match forward_hops(f.hops_left).map(|h| h.min(self.per_frame.hop_limit)) {
             Some(h) => {
                 let (frame_len, frame_type) = (raw.frame_len(), raw.first[0]);
                 wire::encode_forward_head(frame_len, frame_type, h, &mut self.scratch);

@@ -153,6 +153,13 @@ fn hostile_frames_close_only_the_offending_link() {
         ("hop count 0", Phase::Connected, flood(0, 5, 2, b"/chat", Bytes::new()), ProtocolViolation),
         ("hops left above limit", Phase::Connected, flood(9, 5, 3, b"/chat", Bytes::new()), ProtocolViolation),
         ("path not absolute", Phase::Connected, flood(1, 1, 4, b"chat", Bytes::new()), ProtocolViolation),
+        // The node remembers the last good path: a bad one right after it is still checked.
+        (
+            "bad path after a good one",
+            Phase::Connected,
+            cat(&[flood(2, 8, 7, b"/chat", Bytes::new()), flood(2, 8, 8, b"/chat?x", Bytes::new())]),
+            ProtocolViolation,
+        ),
         (
             "path too long",
             Phase::Connected,
@@ -919,6 +926,9 @@ fn floods_reach_exactly_the_open_channels_however_many_there_are() {
         assert!(delivered_on(&mut f, "/topic/none").is_empty());
         f.node.close_channel(&ChannelPath::new("/chat").unwrap());
         assert!(delivered_on(&mut f, "/chat").is_empty(), "a closed channel still delivers");
+        f.node.open_channel(ChannelPath::new("/chat").unwrap());
+        assert_eq!(delivered_on(&mut f, "/chat"), ["/chat"], "a reopened channel does not deliver");
+        f.node.close_channel(&ChannelPath::new("/chat").unwrap());
         if let Some(p) = paths.get(1) {
             f.node.close_channel(&ChannelPath::new(p).unwrap());
             assert!(delivered_on(&mut f, p).is_empty());

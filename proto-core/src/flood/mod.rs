@@ -1,10 +1,12 @@
 //! Flooding: duplicate suppression and the forwarding rule.
 
 mod own;
+mod path_memo;
 mod recent;
 mod seen;
 
 pub use own::OwnIds;
+pub(crate) use path_memo::PathMemo;
 pub use recent::{RecentStore, StoredHead, MAX_STORED};
 pub use seen::{SeenCache, WARM_BATCH};
 

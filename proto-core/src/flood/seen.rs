@@ -42,8 +42,9 @@ pub struct SeenCache {
     newest_len: usize,
     /// When the newest generation started.
     newest_since: Instant,
-    span: Duration,
-    /// `span` in nanoseconds (saturated).
+    /// How long a generation takes new IDs, in nanoseconds (`u64::MAX`: beyond the time
+    /// scale, never over). Nanoseconds, not a `Duration`: this sits among the fields every
+    /// flood reads, and is half the size.
     span_nanos: u64,
     capacity: usize,
     evicted_early: u64,
@@ -61,7 +62,6 @@ impl SeenCache {
             newest: 0,
             newest_len: 0,
             newest_since: now,
-            span,
             span_nanos: u64::try_from(span.as_nanos()).unwrap_or(u64::MAX),
             capacity: capacity.max(1),
             evicted_early: 0,
@@ -119,20 +119,17 @@ impl SeenCache {
     /// node's timer ticks, so an idle node also frees its memory.
     pub fn rotate(&mut self, now: Instant) {
         // The common case, on every insert, in plain integers.
-        if now.as_nanos().saturating_sub(self.newest_since.as_nanos()) < self.span_nanos {
+        let since = now.as_nanos().saturating_sub(self.newest_since.as_nanos());
+        if since < self.span_nanos || self.span_nanos == u64::MAX {
             return;
         }
-        let since = now.saturating_duration_since(self.newest_since);
-        if since < self.span {
-            return; // a span beyond u64 nanoseconds
-        }
         // One span passed: the older generation expires. Two or more: everything does.
-        if since >= self.span * 2 {
+        if since >= self.span_nanos.saturating_mul(2) {
             self.advance(now, true);
             self.advance(now, true);
         } else {
             // Keep the schedule: the new generation starts where the old one's span ended.
-            let start = self.newest_since + self.span;
+            let start = Instant::from_nanos(self.newest_since.as_nanos() + self.span_nanos);
             self.advance(start, true);
         }
     }

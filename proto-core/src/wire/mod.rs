@@ -8,7 +8,7 @@ mod encode;
 mod error;
 mod frame;
 
-pub(crate) use decode::{announced_len, Reader};
+pub(crate) use decode::{announced_len, decode_flood_fields, Reader};
 pub use decode::{
     decode_flood_head, decode_flood_parts, decode_frame, peek_flood_id, split_frame, FloodFrame, FloodHead,
 };
