@@ -168,9 +168,10 @@ pub const FORWARD_HEAD_LEN: usize = super::LEN_PREFIX + 2;
 /// frame (from the hop limit on) is the received frame's bytes unchanged, so a relay sends
 /// `head` followed by `received_frame.slice(2..)` without copying.
 pub fn encode_forward_head(frame_len: usize, frame_type: u8, hops_left: u8, out: &mut BytesMut) {
-    out.put_u32(frame_len as u32);
-    out.put_u8(frame_type);
-    out.put_u8(hops_left);
+    // One append, not three: each `put_*` checks the room again (a relay encodes this head for
+    // every flood it forwards).
+    let [a, b, c, d] = (frame_len as u32).to_be_bytes();
+    out.extend_from_slice(&[a, b, c, d, frame_type, hops_left]);
 }
 
 pub(crate) fn put_addr(out: &mut BytesMut, a: &SocketAddr) {
