@@ -104,11 +104,9 @@ pub struct Node {
     own: OwnIds,
     /// Recent floods offered to new neighbors (None when recovery is off).
     recent: Option<RecentStore>,
-    /// The open channels, sorted by their bytes. A sorted list, not a map: it is searched for
-    /// every flood, a node usually has a few (scanned; a map's lookup cost about 3% of the
-    /// relay), and a node with many is searched by halving.
+    /// The open channels, sorted by their bytes (see `PathMemo::channel_of`).
     channels: Vec<ChannelPath>,
-    /// The last flood path found valid, and the channel it names.
+    /// Which channel a flood's path names, remembered for the last path.
     path_memo: PathMemo,
     outputs: VecDeque<Output>,
     scratch: BytesMut,
@@ -351,14 +349,6 @@ impl Node {
     /// the held flood then goes on with the bytes read, as if `forward_wait` were zero.
     pub fn reads_paused(&self, link: LinkId) -> bool {
         self.links.get(&link).is_some_and(|l| l.held_since.is_some())
-    }
-
-    /// Where in `channels` the open channel whose path is `bytes` is, if any.
-    fn channel_of(&self, bytes: &[u8]) -> Option<usize> {
-        if self.channels.len() <= 8 {
-            return self.channels.iter().position(|c| c.as_bytes() == bytes);
-        }
-        self.channels.binary_search_by(|c| c.as_bytes().cmp(bytes)).ok()
     }
 
     /// Delivers floods on `path` to this node from now on.
@@ -976,20 +966,11 @@ impl Node {
                 return false;
             };
             // The path, checked as `decode_flood_parts` would, before the seen cache takes the
-            // ID (an invalid copy must not suppress a valid one): an open channel's was checked
-            // when the channel was opened, any other is checked here.
-            let path = flood.bytes(wire::FLOOD_FIXED..head.path_end);
-            let channel = match self.path_memo.get(path) {
-                Some(channel) => channel,
-                None => {
-                    let channel = self.channel_of(path);
-                    if channel.is_none() && crate::uri::validate_path_bytes(path).is_err() {
-                        self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
-                        return false;
-                    }
-                    self.path_memo.remember(path, channel);
-                    channel
-                }
+            // ID (an invalid copy must not suppress a valid one).
+            let Ok(channel) = self.path_memo.channel_of(flood.bytes(wire::FLOOD_FIXED..head.path_end), &self.channels)
+            else {
+                self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
+                return false;
             };
             if may_hold && !self.per_frame.timings.forward_wait.is_zero() {
                 // Under the floor it fits everywhere; only above it are the neighbors looked up

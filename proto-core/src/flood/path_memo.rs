@@ -1,12 +1,14 @@
-//! The last flood path a node looked at: found valid, and the open channel it names.
+//! Which open channel a flood's path names, with the path's check, remembering the last path.
+
+use crate::uri::{validate_path_bytes, ChannelPath, UriError};
 
 /// Remembers the last path of a received flood that was found valid, and which of the node's
 /// open channels (by position) it names, if any. The floods of a mesh share a few paths, so
 /// most copies are answered by one comparison, instead of a byte-by-byte check of the path and
-/// a search of the channels' names (in the forwarding bench, 6% of a relayed frame). It lives
-/// inline in the node, beside the state every frame reads, so the comparison reads no other
-/// memory (the channels' names are on the heap, cold in a large simulation). Only short paths
-/// are remembered; the channels' positions are forgotten whenever the channels change.
+/// a search of the channels' names (in the forwarding bench, about 4% of a relayed frame). It
+/// lives inline in the node, beside the state every frame reads, so the comparison reads no
+/// other memory (the channels' names are on the heap, cold in a large simulation). Only short
+/// paths are remembered; the channels' positions are forgotten whenever the channels change.
 #[derive(Debug, Default)]
 pub(crate) struct PathMemo {
     /// Bytes of `path` in use; 0 when nothing is remembered.
@@ -22,10 +24,25 @@ impl PathMemo {
     /// The longest path remembered.
     const MAX: usize = 19;
 
+    /// The position in `channels` (the open channels, sorted by their bytes) of the channel
+    /// `path` names, if any; an error if `path` is not a valid path. A path that names an open
+    /// channel was checked when the channel was opened; any other is checked here.
+    pub(crate) fn channel_of(&mut self, path: &[u8], channels: &[ChannelPath]) -> Result<Option<usize>, UriError> {
+        if let Some(channel) = self.get(path) {
+            return Ok(channel);
+        }
+        let channel = position(channels, path);
+        if channel.is_none() {
+            validate_path_bytes(path)?;
+        }
+        self.remember(path, channel);
+        Ok(channel)
+    }
+
     /// For the remembered path: `Some(channel)` (the position of the open channel it names, or
     /// `None`). `None` when `path` is not the one remembered.
     #[inline]
-    pub(crate) fn get(&self, path: &[u8]) -> Option<Option<usize>> {
+    fn get(&self, path: &[u8]) -> Option<Option<usize>> {
         // Nothing remembered: `len` is 0, and the empty path is never remembered (it is not
         // valid).
         let len = usize::from(self.len);
@@ -37,7 +54,7 @@ impl PathMemo {
 
     /// Remembers `path`, found valid, as naming the channel at position `channel` (if any).
     /// A path too long to keep is not remembered.
-    pub(crate) fn remember(&mut self, path: &[u8], channel: Option<usize>) {
+    fn remember(&mut self, path: &[u8], channel: Option<usize>) {
         let channel = match channel.map(u32::try_from) {
             None => NONE,
             Some(Ok(c)) if c != NONE => c,
@@ -55,9 +72,38 @@ impl PathMemo {
     }
 }
 
+/// The position of the channel named `bytes` in `channels` (sorted by their bytes). A sorted
+/// list, not a map: a node usually has a few channels, scanned (a map's lookup cost about 3% of
+/// a relayed frame), and one with many is searched by halving.
+fn position(channels: &[ChannelPath], bytes: &[u8]) -> Option<usize> {
+    if channels.len() <= 8 {
+        return channels.iter().position(|c| c.as_bytes() == bytes);
+    }
+    channels.binary_search_by(|c| c.as_bytes().cmp(bytes)).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_open_channels_checks_other_paths_and_remembers_the_last() {
+        let few: Vec<ChannelPath> = ["/a", "/chat"].iter().map(|p| ChannelPath::new(p).unwrap()).collect();
+        let mut many: Vec<ChannelPath> = (0..20).map(|i| ChannelPath::new(&format!("/t/{i:02}")).unwrap()).collect();
+        many.sort();
+        for channels in [&few, &many] {
+            let mut m = PathMemo::default();
+            for (at, c) in channels.iter().enumerate() {
+                assert_eq!(m.channel_of(c.as_bytes(), channels), Ok(Some(at)));
+                assert_eq!(m.channel_of(c.as_bytes(), channels), Ok(Some(at)), "remembered");
+            }
+            assert_eq!(m.channel_of(b"/none", channels), Ok(None));
+            assert_eq!(m.channel_of(b"/none", channels), Ok(None), "remembered");
+            assert!(m.channel_of(b"none", channels).is_err());
+            assert!(m.channel_of(b"/none?x", channels).is_err());
+            assert!(m.channel_of(b"", channels).is_err());
+        }
+    }
 
     #[test]
     fn answers_only_for_the_path_remembered_until_forgotten() {
