@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use crate::config::{Config, LinkTimings};
 use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
-use crate::flood::{forward_hops, OwnIds, PathMemo, RecentStore, SeenCache, StoredHead, WARM_BATCH};
+use crate::flood::{forward_hops, OwnIds, PathMemo, RecentStore, SeenCache, StoredHead};
 use crate::id::{LinkId, MessageId, NodeId};
 use crate::link::{Assembled, Link, LinkState, LinkTable, Role, TokenBucket, CHUNK_OVERHEAD};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
@@ -905,26 +905,17 @@ impl Node {
         // A busy link delivers many floods per read. Touching their seen-cache slots first
         // lets the cache misses overlap, instead of each flood stalling on its own in turn.
         // A read of one flood has nothing to overlap with, and is the common read of a quiet
-        // mesh (in the simulator, nearly every read): it skips the pass. The IDs are collected
-        // in a SmallVec, which does not zero its 512 bytes first as an array would. Fewer bytes
-        // than two of the smallest floods (a relay's 6-byte head, say) skip the look too.
-        if link.is_connected() && link.assembler.buffered() >= 2 * MIN_FLOOD_WIRE {
-            let seen = &self.seen;
-            let mut ids = SmallVec::<[MessageId; WARM_BATCH]>::new();
-            let mut warmed = false;
-            link.assembler.peek_whole_frames(|frame| {
-                if let Some(message) = wire::peek_flood_id(frame) {
-                    ids.push(message);
-                    if ids.len() == WARM_BATCH {
-                        seen.warm(&ids);
-                        ids.clear();
-                        warmed = true;
+        // mesh (in the simulator, nearly every read): it skips the pass, and so do fewer bytes
+        // than two of the smallest floods (a relay's 6-byte head, say).
+        if link.is_connected() && link.assembler.buffered() >= 2 * MIN_FLOOD_WIRE && link.assembler.beyond_next_frame()
+        {
+            self.seen.warm(|warmer| {
+                link.assembler.peek_whole_frames(|frame| {
+                    if let Some(message) = wire::peek_flood_id(frame) {
+                        warmer.add(&message);
                     }
-                }
+                });
             });
-            if warmed || ids.len() > 1 {
-                seen.warm(&ids);
-            }
         }
         loop {
             let Some(link) = self.links.get_mut(&id) else { return false };

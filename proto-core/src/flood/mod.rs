@@ -8,7 +8,7 @@ mod seen;
 pub use own::OwnIds;
 pub(crate) use path_memo::PathMemo;
 pub use recent::{RecentStore, StoredHead, MAX_STORED};
-pub use seen::{SeenCache, WARM_BATCH};
+pub use seen::{SeenCache, Warmer, WARM_BATCH};
 
 /// A bijective 64-bit mixer with full avalanche (the finaliser of MurmurHash3).
 pub(crate) fn mix(mut x: u64) -> u64 {

@@ -210,6 +210,22 @@ impl FrameAssembler {
         joined.freeze()
     }
 
+    /// Whether bytes are held beyond the end of the next frame (when that frame's length is
+    /// not known yet, as if they were): only then can a look ahead find more than one frame.
+    pub fn beyond_next_frame(&self) -> bool {
+        if self.held.is_some() {
+            return !self.partial.is_empty() || !self.rest.is_empty();
+        }
+        // The next frame: the partial one, else the first in `rest`.
+        let (start, have) =
+            if self.partial.is_empty() { (&self.rest[..], 0) } else { (&self.partial[..], self.partial.len()) };
+        let Some(prefix) = start.get(..LEN_PREFIX) else { return !self.partial.is_empty() };
+        let need = LEN_PREFIX.saturating_add(u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize);
+        // Bytes of `rest` that belong to the next frame.
+        let in_rest = need.saturating_sub(have);
+        self.rest.len() > in_rest
+    }
+
     /// Bytes held (partial frame and unparsed input).
     pub fn buffered(&self) -> usize {
         self.held.as_ref().map_or(0, |f| LEN_PREFIX + f.frame_len()) + self.partial.len() + self.rest.len()
@@ -227,6 +243,37 @@ mod tests {
             encode_control(&Frame::Ping(i), &mut out);
         }
         out.freeze()
+    }
+
+    #[test]
+    fn knows_whether_bytes_are_held_beyond_the_next_frame() {
+        let two = frames(2);
+        let one_len = two.len() / 2;
+        let mut a = FrameAssembler::default();
+        assert!(!a.beyond_next_frame(), "nothing held");
+        a.push(two.slice(..one_len));
+        assert!(!a.beyond_next_frame(), "exactly one frame");
+        a.push(two.slice(one_len..one_len + 1));
+        assert!(a.beyond_next_frame(), "one frame and a byte of the next");
+        let first = a.next_frame(1 << 20).unwrap().unwrap();
+        assert!(!a.beyond_next_frame(), "a byte of a frame, its length unknown, is not beyond it");
+        a.unread(first);
+        assert!(a.beyond_next_frame(), "a frame handed back, and a byte after it");
+        assert!(a.next_frame(1 << 20).unwrap().is_some());
+        // The next frame begun in an earlier read (its first bytes kept aside).
+        let mut a = FrameAssembler::default();
+        a.push(two.slice(..3));
+        assert!(a.next_frame(1 << 20).unwrap().is_none());
+        assert!(a.beyond_next_frame(), "length not known yet: counted as beyond");
+        a.push(two.slice(3..6));
+        assert!(a.next_frame(1 << 20).unwrap().is_none());
+        assert!(!a.beyond_next_frame(), "length known, the frame not complete");
+        a.push(two.slice(6..one_len));
+        assert!(!a.beyond_next_frame(), "completed exactly");
+        a.push(two.slice(one_len..));
+        assert!(a.beyond_next_frame(), "and the whole next frame");
+        assert_eq!(drain(&mut a).len(), 2);
+        assert!(!a.beyond_next_frame());
     }
 
     fn drain(a: &mut FrameAssembler) -> Vec<Frame> {
