@@ -210,8 +210,9 @@ impl FrameAssembler {
         joined.freeze()
     }
 
-    /// Whether bytes are held beyond the end of the next frame (when that frame's length is
-    /// not known yet, as if they were): only then can a look ahead find more than one frame.
+    /// Whether bytes are held beyond the end of the next frame: only then can a look ahead find
+    /// more than one frame. While the next frame's length is not known yet (its first bytes
+    /// came in a read too short to hold it), any input after those bytes counts as beyond it.
     pub fn beyond_next_frame(&self) -> bool {
         if self.held.is_some() {
             return !self.partial.is_empty() || !self.rest.is_empty();
@@ -219,7 +220,7 @@ impl FrameAssembler {
         // The next frame: the partial one, else the first in `rest`.
         let (start, have) =
             if self.partial.is_empty() { (&self.rest[..], 0) } else { (&self.partial[..], self.partial.len()) };
-        let Some(prefix) = start.get(..LEN_PREFIX) else { return !self.partial.is_empty() };
+        let Some(prefix) = start.get(..LEN_PREFIX) else { return !self.partial.is_empty() && !self.rest.is_empty() };
         let need = LEN_PREFIX.saturating_add(u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize);
         // Bytes of `rest` that belong to the next frame.
         let in_rest = need.saturating_sub(have);
@@ -264,8 +265,9 @@ mod tests {
         let mut a = FrameAssembler::default();
         a.push(two.slice(..3));
         assert!(a.next_frame(1 << 20).unwrap().is_none());
-        assert!(a.beyond_next_frame(), "length not known yet: counted as beyond");
+        assert!(!a.beyond_next_frame(), "three bytes of a frame and nothing after them");
         a.push(two.slice(3..6));
+        assert!(a.beyond_next_frame(), "length not known yet: more input counts as beyond");
         assert!(a.next_frame(1 << 20).unwrap().is_none());
         assert!(!a.beyond_next_frame(), "length known, the frame not complete");
         a.push(two.slice(6..one_len));
