@@ -905,8 +905,9 @@ impl Node {
         // A busy link delivers many floods per read. Touching their seen-cache slots first
         // lets the cache misses overlap, instead of each flood stalling on its own in turn.
         // A read of one flood has nothing to overlap with, and is the common read of a quiet
-        // mesh (in the simulator, nearly every read): it skips the pass, and so do fewer bytes
-        // than two of the smallest floods (a relay's 6-byte head, say).
+        // mesh (in the simulator, nearly every read): the look is skipped when nothing is held
+        // beyond the next frame, or fewer bytes than two of the smallest floods (a relay's
+        // 6-byte head after a flood, say).
         if link.is_connected() && link.assembler.buffered() >= 2 * MIN_FLOOD_WIRE && link.assembler.beyond_next_frame()
         {
             self.seen.warm(|warmer| {

@@ -100,17 +100,12 @@ impl SeenCache {
     /// effect on what the cache holds.
     #[inline]
     pub fn warm(&self, feed: impl FnOnce(&mut Warmer<'_>)) {
-        let mut warmer = Warmer {
-            seen: self,
-            mask: self.table.mask(),
-            first: None,
-            batch: false,
-            homes: SmallVec::new(),
-            touched: 0,
-        };
+        let mut warmer = Warmer { seen: self, mask: self.table.mask(), homes: SmallVec::new(), warmed: false };
         feed(&mut warmer);
-        warmer.touch();
-        core::hint::black_box(warmer.touched);
+        // A lone miss has nothing to overlap with: a batch of one flood is not read.
+        if warmer.warmed || warmer.homes.len() > 1 {
+            warmer.touch();
+        }
     }
 
     /// Drops the older generation when its time is up. Called on every insert and on the
@@ -190,59 +185,33 @@ impl SeenCache {
 /// loop: a CPU keeps only so many instructions in flight past a load that misses, so the fewer
 /// instructions between the loads, the more of them wait on memory at once. (Collecting the IDs
 /// first and working out their slots in a second pass cost about 30 more instructions per flood
-/// in the forwarding bench.) A batch of one flood reads nothing: a lone miss has nothing to
-/// overlap with, and it is the usual read of a quiet mesh (in the simulator, nearly every read),
-/// so its ID is only kept aside, in case a second one follows.
+/// in the forwarding bench.)
 #[derive(Debug)]
 pub struct Warmer<'a> {
     seen: &'a SeenCache,
-    /// The table's index mask (`usize::MAX` for an empty table: nothing to read).
     mask: usize,
-    /// The batch's first ID, until a second one comes.
-    first: Option<MessageId>,
-    /// A second ID came: every ID is read.
-    batch: bool,
     /// Slots to read (a `SmallVec`: it does not zero its room first, as an array would).
     homes: SmallVec<[usize; WARM_BATCH]>,
-    touched: u64,
+    /// A full batch was read already.
+    warmed: bool,
 }
 
 impl Warmer<'_> {
     /// Adds the ID of the batch's next flood.
     #[inline]
     pub fn add(&mut self, id: &MessageId) {
-        if self.mask == usize::MAX {
-            return;
-        }
-        if !self.batch {
-            // The first ID waits for a second; with one, both are added.
-            match self.first.take() {
-                None => {
-                    self.first = Some(*id);
-                    return;
-                }
-                Some(first) => {
-                    self.batch = true;
-                    self.push(&first);
-                }
-            }
-        }
-        self.push(id);
-    }
-
-    #[inline]
-    fn push(&mut self, id: &MessageId) {
         self.homes.push(self.seen.fingerprint(id) as usize & self.mask);
         if self.homes.len() == WARM_BATCH {
             self.touch();
+            self.warmed = true;
         }
     }
 
-    /// Reads the slots of the IDs added since the last full batch (none if the whole batch was
-    /// one flood).
+    /// Reads the slots of the IDs added since the last full batch (an empty table has none:
+    /// its mask sends every ID past the end).
     fn touch(&mut self) {
         let slots = &self.seen.table.slots;
-        self.touched ^= self.homes.iter().fold(0, |acc, at| acc ^ slots.get(*at).copied().unwrap_or(0));
+        core::hint::black_box(self.homes.iter().fold(0, |acc, at| acc ^ slots.get(*at).copied().unwrap_or(0)));
         self.homes.clear();
     }
 }
