@@ -19,7 +19,9 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use peerchannel_core::security::{Credentials, NodeIdentity, PeerVerifier, Security, SecurityMode, TlsConfigs, WallClock};
+use peerchannel_core::security::{
+    Credentials, NodeIdentity, PeerVerifier, Security, SecurityMode, TlsConfigs, WallClock,
+};
 use peerchannel_core::wire::{self, Frame};
 use peerchannel_core::*;
 
@@ -90,7 +92,11 @@ fuzz_target!(|case: Case| {
     let mut tls = peer_tls().session(!case.dial).unwrap();
     // The peer's Hello, with the node's own setting, so the node moves on to TLS.
     let mut first = BytesMut::new();
-    let hello = wire::Hello { version: wire::VERSION, security: node.config().security.setting().0, mesh: node.config().mesh.clone() };
+    let hello = wire::Hello {
+        version: wire::VERSION,
+        security: node.config().security.setting().0,
+        mesh: node.config().mesh.clone(),
+    };
     wire::encode_control(&Frame::Hello(hello), &mut first);
     if case.complete_tls {
         let mut out = Vec::new();

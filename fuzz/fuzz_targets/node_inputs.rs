@@ -76,22 +76,26 @@ enum Op {
         link: u8,
         frame: FrameSpec,
     },
-    /// Several frames in one read.
+    /// Several frames in one read, shared or in a buffer of the node's own
+    /// (`Input::ReceivedMut`, as the adapters hand reads over).
     Frames {
         link: u8,
         frames: Vec<FrameSpec>,
+        owned: bool,
     },
     Raw {
         link: u8,
         bytes: Vec<u8>,
     },
-    /// Frames cut at arbitrary points, each piece a separate read, or all the pieces one
-    /// input of several buffers (`Input::ReceivedChunks`).
+    /// Frames cut at arbitrary points, each piece a separate read (shared or owned, as
+    /// `owned` picks per piece), or all the pieces one input of several buffers
+    /// (`Input::ReceivedChunks`).
     Split {
         link: u8,
         frames: Vec<FrameSpec>,
         cuts: Vec<u16>,
         in_one_input: bool,
+        owned: u16,
     },
     Send {
         path: u8,
@@ -361,6 +365,12 @@ impl Driver {
         self.check();
     }
 
+    fn feed_owned(&mut self, link: LinkId, data: BytesMut) {
+        self.node.handle_input(self.now, Input::ReceivedMut { link, data });
+        self.drain_outputs();
+        self.check();
+    }
+
     fn check(&self) {
         if let Err(e) = self.node.check_invariants() {
             panic!("invariant broken: {e}");
@@ -404,13 +414,17 @@ impl Driver {
                     self.feed(link, out.freeze());
                 }
             }
-            Op::Frames { link, frames } => {
+            Op::Frames { link, frames, owned } => {
                 if let Some(link) = self.link(link) {
                     let mut out = BytesMut::new();
                     for f in frames.iter().take(64) {
                         encode(f, &mut out);
                     }
-                    self.feed(link, out.freeze());
+                    if owned {
+                        self.feed_owned(link, out);
+                    } else {
+                        self.feed(link, out.freeze());
+                    }
                 }
             }
             Op::Raw { link, bytes } => {
@@ -418,7 +432,7 @@ impl Driver {
                     self.feed(link, Bytes::from(bytes));
                 }
             }
-            Op::Split { link, frames, cuts, in_one_input } => {
+            Op::Split { link, frames, cuts, in_one_input, owned } => {
                 if let Some(link) = self.link(link) {
                     let mut out = BytesMut::new();
                     for f in frames.iter().take(16) {
@@ -430,9 +444,11 @@ impl Driver {
                     points.sort_unstable();
                     let mut from = 0;
                     let mut chunks = smallvec::SmallVec::new();
-                    for to in points {
+                    for (n, to) in points.into_iter().enumerate() {
                         if in_one_input {
                             chunks.push(all.slice(from..to));
+                        } else if owned >> (n % 16) & 1 == 1 {
+                            self.feed_owned(link, BytesMut::from(&all[from..to]));
                         } else {
                             self.feed(link, all.slice(from..to));
                         }

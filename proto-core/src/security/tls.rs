@@ -110,11 +110,12 @@ impl core::fmt::Debug for TlsSession {
 
 impl TlsSession {
     /// Feeds received ciphertext; returns the plaintext it decrypted (possibly empty), in one
-    /// contiguous buffer so that whole frames inside it are handed on without copying. On a
-    /// failure the session keeps the alert for the peer (see [`has_output`](Self::has_output)).
-    pub fn receive(&mut self, mut data: &[u8]) -> Result<Bytes, TlsFailure> {
+    /// contiguous buffer of the caller's own, so that whole frames inside it are handed on
+    /// without copying (and a relayed flood can be rewritten in place). On a failure the
+    /// session keeps the alert for the peer (see [`has_output`](Self::has_output)).
+    pub fn receive(&mut self, mut data: &[u8]) -> Result<BytesMut, TlsFailure> {
         if self.failed {
-            return Ok(Bytes::new());
+            return Ok(BytesMut::new());
         }
         // Plaintext is never longer than the ciphertext it came in: one reservation suffices.
         self.plain.reserve(data.len());
@@ -149,7 +150,7 @@ impl TlsSession {
                 break;
             }
         }
-        Ok(self.plain.split().freeze())
+        Ok(self.plain.split())
     }
 
     fn fail<T>(&mut self, failure: AuthFailure) -> Result<T, TlsFailure> {
