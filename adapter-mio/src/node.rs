@@ -1015,9 +1015,7 @@ impl MioNode {
     fn reads(&mut self) -> bool {
         let mut progress = false;
         let mut ended: Vec<(LinkId, Option<io::ErrorKind>)> = Vec::new();
-        // Each read is handed over as a buffer of the node's own (its flood frames can be
-        // forwarded whole, rewritten in place).
-        let mut received: Vec<(LinkId, BytesMut)> = Vec::new();
+        let mut received: Vec<(LinkId, Bytes)> = Vec::new();
         let chunk = self.settings.read_chunk;
         for (&link, c) in self.conns.iter_mut() {
             // A flood from this link waits for room in a neighbor's queue: leave its bytes in
@@ -1041,7 +1039,7 @@ impl MioNode {
                     progress = true;
                     self.stats.reads += 1;
                     self.stats.bytes_read += n as u64;
-                    let data = self.read_buf.split_to(n);
+                    let data = self.read_buf.split_to(n).freeze();
                     // A closing link's bytes are read only to see the peer's end.
                     if c.closing.is_none() {
                         received.push((link, data));
@@ -1053,7 +1051,7 @@ impl MioNode {
             }
         }
         for (link, data) in received {
-            self.feed(Input::ReceivedMut { link, data });
+            self.feed(Input::Received { link, data });
         }
         for (link, error) in ended {
             progress = true;

@@ -666,9 +666,7 @@ impl Driver {
     fn poll_reads(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         let mut ended: Vec<(LinkId, Option<io::ErrorKind>)> = Vec::new();
-        // Each read is handed over as a buffer of the node's own (its flood frames can be
-        // forwarded whole, rewritten in place).
-        let mut received: Vec<(LinkId, BytesMut)> = Vec::new();
+        let mut received: Vec<(LinkId, Bytes)> = Vec::new();
         for (&link, c) in self.conns.iter_mut() {
             // A flood from this link waits for room in a neighbor's queue: leave its bytes in
             // the socket, so TCP slows the sender (the core wakes the loop when it goes on).
@@ -699,7 +697,7 @@ impl Driver {
                         progress = true;
                         self.stats.reads += 1;
                         self.stats.bytes_read += n as u64;
-                        let data = self.read_buf.split();
+                        let data = self.read_buf.split().freeze();
                         // A closing link's bytes are read only to see the peer's end.
                         if c.closing.is_none() {
                             received.push((link, data));
@@ -719,7 +717,7 @@ impl Driver {
             self.take_queued_commands();
         }
         for (link, data) in received {
-            self.feed(Input::ReceivedMut { link, data });
+            self.feed(Input::Received { link, data });
         }
         for (link, error) in ended {
             progress = true;

@@ -76,26 +76,22 @@ enum Op {
         link: u8,
         frame: FrameSpec,
     },
-    /// Several frames in one read, shared or in a buffer of the node's own
-    /// (`Input::ReceivedMut`, as the adapters hand reads over).
+    /// Several frames in one read.
     Frames {
         link: u8,
         frames: Vec<FrameSpec>,
-        owned: bool,
     },
     Raw {
         link: u8,
         bytes: Vec<u8>,
     },
-    /// Frames cut at arbitrary points, each piece a separate read (shared or owned, as
-    /// `owned` picks per piece), or all the pieces one input of several buffers
-    /// (`Input::ReceivedChunks`).
+    /// Frames cut at arbitrary points, each piece a separate read, or all the pieces one
+    /// input of several buffers (`Input::ReceivedChunks`).
     Split {
         link: u8,
         frames: Vec<FrameSpec>,
         cuts: Vec<u16>,
         in_one_input: bool,
-        owned: u16,
     },
     Send {
         path: u8,
@@ -365,12 +361,6 @@ impl Driver {
         self.check();
     }
 
-    fn feed_owned(&mut self, link: LinkId, data: BytesMut) {
-        self.node.handle_input(self.now, Input::ReceivedMut { link, data });
-        self.drain_outputs();
-        self.check();
-    }
-
     fn check(&self) {
         if let Err(e) = self.node.check_invariants() {
             panic!("invariant broken: {e}");
@@ -414,17 +404,13 @@ impl Driver {
                     self.feed(link, out.freeze());
                 }
             }
-            Op::Frames { link, frames, owned } => {
+            Op::Frames { link, frames } => {
                 if let Some(link) = self.link(link) {
                     let mut out = BytesMut::new();
                     for f in frames.iter().take(64) {
                         encode(f, &mut out);
                     }
-                    if owned {
-                        self.feed_owned(link, out);
-                    } else {
-                        self.feed(link, out.freeze());
-                    }
+                    self.feed(link, out.freeze());
                 }
             }
             Op::Raw { link, bytes } => {
@@ -432,7 +418,7 @@ impl Driver {
                     self.feed(link, Bytes::from(bytes));
                 }
             }
-            Op::Split { link, frames, cuts, in_one_input, owned } => {
+            Op::Split { link, frames, cuts, in_one_input } => {
                 if let Some(link) = self.link(link) {
                     let mut out = BytesMut::new();
                     for f in frames.iter().take(16) {
@@ -444,11 +430,9 @@ impl Driver {
                     points.sort_unstable();
                     let mut from = 0;
                     let mut chunks = smallvec::SmallVec::new();
-                    for (n, to) in points.into_iter().enumerate() {
+                    for to in points {
                         if in_one_input {
                             chunks.push(all.slice(from..to));
-                        } else if owned >> (n % 16) & 1 == 1 {
-                            self.feed_owned(link, BytesMut::from(&all[from..to]));
                         } else {
                             self.feed(link, all.slice(from..to));
                         }

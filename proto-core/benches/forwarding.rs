@@ -2,6 +2,11 @@
 //! local channel, and queue it to 3 neighbors (then pull the queued chunks as an adapter would).
 //!
 //! Run: `cargo bench -p peerchannel-core --bench forwarding`
+//!
+//! For instruction counts, a fixed amount of work instead of criterion's timed runs (the seen
+//! cache costs more per frame once it is full, so runs of different lengths do not compare):
+//! `FORWARDING_READS=20000 valgrind --tool=callgrind <bench binary> --bench` relays that many
+//! reads of 32 floods through the node alone and prints the frames relayed.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant as WallInstant};
@@ -34,9 +39,6 @@ struct Bench {
     /// When set, the time spent in the node alone (input and outputs, not the adapter's pulls
     /// or the re-stamping) is added up here.
     core_time: Option<Duration>,
-    /// Hand each read over as the adapters do (`Input::ReceivedMut`: a buffer of the node's
-    /// own, filled by a copy as a socket read fills it) instead of a shared `Bytes`.
-    owned: bool,
 }
 
 fn setup(payload: usize, per_read: usize) -> Bench {
@@ -87,7 +89,6 @@ fn setup(payload: usize, per_read: usize) -> Bench {
         counter: 0,
         out: Vec::with_capacity(256),
         core_time: None,
-        owned: false,
     }
 }
 
@@ -96,24 +97,18 @@ impl Bench {
     /// pulled in 64 KiB writes, as an adapter would.
     fn forward_read(&mut self, i: usize) {
         self.now = self.now + Duration::from_micros(1);
+        // The node let go of the buffer (queues were pulled), so it can be stamped in place.
         let slot = i % self.frames.len();
-        let input = if self.owned {
-            // A new buffer per read, as a socket read fills the adapter's buffer.
-            let template = self.frames[slot].as_ref().expect("templates stay in the pool");
-            let mut frame = BytesMut::with_capacity(template.len());
-            frame.extend_from_slice(template);
-            self.stamp(&mut frame);
-            Input::ReceivedMut { link: self.links[0], data: frame }
-        } else {
-            // The node let go of the buffer (queues were pulled), so it can be stamped in place.
-            let mut frame = self.frames[slot].take().unwrap().try_into_mut().expect("frame still referenced");
-            self.stamp(&mut frame);
-            let frame = frame.freeze();
-            self.frames[slot] = Some(frame.clone());
-            Input::Received { link: self.links[0], data: frame }
-        };
+        let mut frame = self.frames[slot].take().unwrap().try_into_mut().expect("frame still referenced");
+        for at in &self.offsets {
+            self.counter += 1;
+            frame[at + ID_AT..at + ID_AT + 8].copy_from_slice(&self.counter.to_le_bytes());
+        }
+        let frame = frame.freeze();
+        self.frames[slot] = Some(frame.clone());
+        let data = frame;
         let t0 = self.core_time.map(|_| WallInstant::now());
-        self.node.handle_input(self.now, input);
+        self.node.handle_input(self.now, Input::Received { link: self.links[0], data });
         while let Some(o) = self.node.poll_output() {
             black_box(o);
         }
@@ -134,31 +129,19 @@ impl Bench {
     }
 }
 
-impl Bench {
-    /// `iters` reads from read number `next` on (advanced past them); the time spent in the
-    /// node alone.
-    fn time_core(&mut self, iters: u64, next: &mut usize) -> Duration {
-        self.core_time = Some(Duration::ZERO);
-        for _ in 0..iters {
-            self.forward_read(*next);
-            *next += 1;
-        }
-        self.core_time.take().unwrap_or_default()
-    }
-
-    /// Gives every frame of a read buffer a new message ID.
-    fn stamp(&mut self, frame: &mut BytesMut) {
-        for at in &self.offsets {
-            self.counter += 1;
-            frame[at + ID_AT..at + ID_AT + 8].copy_from_slice(&self.counter.to_le_bytes());
-        }
-    }
-}
-
 /// The adapter's write size.
 const WRITE: usize = 64 * 1024;
 
 fn forwarding(c: &mut Criterion) {
+    if let Some(reads) = std::env::var("FORWARDING_READS").ok().and_then(|n| n.parse::<usize>().ok()) {
+        let mut b = setup(1024, BATCH);
+        b.core_time = Some(Duration::ZERO);
+        for i in 0..reads {
+            b.forward_read(i);
+        }
+        eprintln!("frames forwarded: {}", b.node.stats().floods_first);
+        return;
+    }
     let mut g = c.benchmark_group("forward");
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(5));
@@ -192,15 +175,14 @@ fn forwarding(c: &mut Criterion) {
     // The same, timing only the steps the issue names (decode, seen cache, local delivery,
     // queueing to the neighbors): the adapter's pulls and the re-stamping run untimed.
     g.bench_function("1KiB_flood_to_3_neighbors_32_per_read_core_only", |bench| {
-        bench.iter_custom(|iters| batched.time_core(iters, &mut j))
-    });
-    // The same steps for a read handed over as the adapters hand it (`Input::ReceivedMut`): a
-    // relayed flood is rewritten in place and forwarded whole, without a new head.
-    let mut owned = setup(1024, BATCH);
-    owned.owned = true;
-    let mut k = 0usize;
-    g.bench_function("1KiB_flood_to_3_neighbors_32_per_read_core_only_owned", |bench| {
-        bench.iter_custom(|iters| owned.time_core(iters, &mut k))
+        bench.iter_custom(|iters| {
+            batched.core_time = Some(Duration::ZERO);
+            for _ in 0..iters {
+                batched.forward_read(j);
+                j += 1;
+            }
+            batched.core_time.take().unwrap_or_default()
+        })
     });
     g.throughput(Throughput::Elements(1));
     // Reference, measured in the same run: what a naive relay costs for the same frame — copy
@@ -216,7 +198,7 @@ fn forwarding(c: &mut Criterion) {
         })
     });
     g.finish();
-    for node in [&b.node, &batched.node, &owned.node] {
+    for node in [&b.node, &batched.node] {
         let s = node.stats();
         // Printed so instruction counts (valgrind --tool=callgrind) can be divided per frame.
         eprintln!("frames forwarded: {}", s.floods_first);

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::id::{LinkId, MessageId, NodeId};
@@ -42,17 +42,6 @@ pub enum Input {
         link: LinkId,
         /// The bytes; whole frames in them are used without copying.
         data: Bytes,
-    },
-    /// Bytes arrived on a link, in order, in a buffer the adapter hands over (a `BytesMut`
-    /// split off its read buffer, say). The same as [`Received`](Input::Received), and cheaper
-    /// for a relay: the node may rewrite a flood's hops left in place and forward the frame as
-    /// it came, in one chunk, instead of a new head and the rest (an allocation and a few
-    /// reference counts fewer per relayed flood).
-    ReceivedMut {
-        /// The link.
-        link: LinkId,
-        /// The bytes; whole frames in them are used without copying.
-        data: BytesMut,
     },
     /// Bytes arrived on a link in several buffers, in order: the same as one
     /// [`Received`](Input::Received) per buffer, in one step. For a vectored read, or for a

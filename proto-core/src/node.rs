@@ -12,7 +12,7 @@ use crate::error::{AcceptError, ConfigError, SendError};
 use crate::events::{DialFailure, DropReason, Event, Input, Message, NeighborInfo, Output};
 use crate::flood::{forward_hops, OwnIds, PathMemo, RecentStore, SeenCache, StoredHead};
 use crate::id::{LinkId, MessageId, NodeId};
-use crate::link::{Assembled, Link, LinkState, LinkTable, Received, Role, TokenBucket, CHUNK_OVERHEAD};
+use crate::link::{Assembled, Link, LinkState, LinkTable, Role, TokenBucket, CHUNK_OVERHEAD};
 use crate::mesh::{self, Admission, ExistingLink, Maintainer, ResolvePurpose};
 use crate::reason::CloseReason;
 use crate::rng::Rng;
@@ -240,11 +240,8 @@ impl Node {
                     self.end_link(now, link, CloseReason::Faulted, Ending::Transport(Some(error)));
                 }
             }
-            Input::Received { link, data } => self.on_received(now, link, [Received::Shared(data)]),
-            Input::ReceivedMut { link, data } => self.on_received(now, link, [Received::Owned(data)]),
-            Input::ReceivedChunks { link, chunks } => {
-                self.on_received(now, link, chunks.into_iter().map(Received::Shared))
-            }
+            Input::Received { link, data } => self.on_received(now, link, [data]),
+            Input::ReceivedChunks { link, chunks } => self.on_received(now, link, chunks),
             Input::LinkClosed { link, error } => {
                 let reason = if error.is_some() { CloseReason::Faulted } else { CloseReason::Closed };
                 self.end_link(now, link, reason, Ending::Transport(error));
@@ -842,7 +839,7 @@ impl Node {
     /// Bytes arrived on link `id`, in one or more chunks: each is handled as it would be on
     /// its own, and the read's bookkeeping (copy count, partial-frame clock, link timer) is
     /// done once at the end.
-    fn on_received(&mut self, now: Instant, id: LinkId, chunks: impl IntoIterator<Item = Received>) {
+    fn on_received(&mut self, now: Instant, id: LinkId, chunks: impl IntoIterator<Item = Bytes>) {
         let Some(link) = self.links.get(&id) else { return };
         let copied_before = link.assembler.copied_bytes();
         for data in chunks {
@@ -865,9 +862,9 @@ impl Node {
             if link.tls_active() {
                 let Some(plain) = self.decrypt(now, id, &data) else { return };
                 let Some(link) = self.links.get_mut(&id) else { return };
-                link.assembler.push_owned(plain);
+                link.assembler.push(plain);
             } else {
-                link.assembler.push_received(data);
+                link.assembler.push(data);
             }
             if !self.take_frames(now, id, may_hold) {
                 return;
@@ -942,16 +939,6 @@ impl Node {
             // the payload is delivered. Anything else is decoded whole.
             let flood = match assembled {
                 Assembled::Flood(f) if link.is_connected() => f,
-                // A buffer of the node's own: the hops left are set for forwarding here, so the
-                // frame goes on as it came (nothing reads them from the buffer again).
-                Assembled::Owned(wire) if link.is_connected() => {
-                    let hop_limit = self.per_frame.hop_limit;
-                    let Some(flood) = FloodFrame::rewritten(wire, |hops| forward_hops(hops, hop_limit)) else {
-                        self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
-                        return false;
-                    };
-                    flood
-                }
                 Assembled::Frame(f) if link.is_connected() && f.first().is_some_and(|t| wire::is_flood_type(*t)) => {
                     let Some(flood) = FloodFrame::from_frame(f) else {
                         self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
@@ -966,7 +953,7 @@ impl Node {
                     continue;
                 }
             };
-            let Ok(head) = wire::decode_flood_fields(flood.first, flood.body()) else {
+            let Ok(head) = wire::decode_flood_fields(flood.first, &flood.body) else {
                 self.end_link(now, id, CloseReason::ProtocolViolation, Ending::Local);
                 return false;
             };
@@ -1105,7 +1092,7 @@ impl Node {
     }
 
     /// Runs received bytes through the link's TLS session; `None` if the link ended.
-    fn decrypt(&mut self, now: Instant, id: LinkId, data: &[u8]) -> Option<BytesMut> {
+    fn decrypt(&mut self, now: Instant, id: LinkId, data: &[u8]) -> Option<Bytes> {
         let link = self.links.get_mut(&id)?;
         let queue_was_empty = link.queue.is_empty();
         let tls = link.security.as_mut()?.tls.as_mut()?;
@@ -1213,7 +1200,7 @@ impl Node {
                         if !rest.is_empty() {
                             let Some(plain) = self.decrypt(now, id, &rest) else { return };
                             if let Some(link) = self.links.get_mut(&id) {
-                                link.assembler.push_owned(plain);
+                                link.assembler.push(plain);
                             }
                         }
                     }
@@ -1794,22 +1781,16 @@ impl Node {
         // relayed flood than slicing it and dropping it.
         let delivery =
             channel.and_then(|at| self.channels.get(at)).map(|path| (path.clone(), raw.slice_from(f.payload_start)));
-        match forward_hops(f.hops_left, self.per_frame.hop_limit) {
+        // A peer may claim any hop limit; this node forwards no further than its own.
+        match forward_hops(f.hops_left).map(|h| h.min(self.per_frame.hop_limit)) {
             Some(h) => {
                 let (frame_len, frame_type) = (raw.frame_len(), raw.first[0]);
-                // A frame rewritten in place goes on whole; any other gets a new head, then the
-                // received frame from its hop limit on. Neither is copied.
-                let stored = if raw.is_rewritten() {
-                    StoredHead::Encoded(Bytes::new())
-                } else {
-                    StoredHead::Forward { frame_len, frame_type, hops_left: h }
-                };
-                let scratch = &mut self.scratch;
-                let (head, rest) = raw.into_forward(|| {
-                    wire::encode_forward_head(frame_len, frame_type, h, scratch);
-                    scratch.split().freeze()
-                });
+                wire::encode_forward_head(frame_len, frame_type, h, &mut self.scratch);
+                let head = self.scratch.split().freeze();
+                // The received frame from its hop limit on, unchanged and uncopied.
+                let rest = raw.body;
                 if let Some(store) = &mut self.recent {
+                    let stored = StoredHead::Forward { frame_len, frame_type, hops_left: h };
                     store.record(now, f.id, stored, rest.clone(), self.stats.bytes_received);
                 }
                 let signer = signed_mesh.then_some(f.origin);

@@ -27,9 +27,6 @@ struct Fixture {
     now: Instant,
     healthy: LinkId,
     outputs: Vec<Output>,
-    /// Feed reads as the adapters do, in buffers of the node's own (`Input::ReceivedMut`),
-    /// instead of shared `Bytes`.
-    owned: bool,
 }
 
 impl Fixture {
@@ -45,8 +42,7 @@ impl Fixture {
         let mut node = Node::new(cfg, Instant::ZERO).unwrap();
         node.open_channel(ChannelPath::new("/chat").unwrap());
         node.handle_input(Instant::ZERO, Input::Open);
-        let mut f =
-            Fixture { node, now: Instant::from_millis(1), healthy: LinkId(0), outputs: Vec::new(), owned: false };
+        let mut f = Fixture { node, now: Instant::from_millis(1), healthy: LinkId(0), outputs: Vec::new() };
         f.drain();
         f.healthy = f.inbound(HEALTHY);
         f
@@ -60,12 +56,7 @@ impl Fixture {
 
     fn feed(&mut self, link: LinkId, data: Bytes) {
         self.now = self.now + std::time::Duration::from_millis(1);
-        let input = if self.owned {
-            Input::ReceivedMut { link, data: BytesMut::from(&data[..]) }
-        } else {
-            Input::Received { link, data }
-        };
-        self.node.handle_input(self.now, input);
+        self.node.handle_input(self.now, Input::Received { link, data });
         self.drain();
     }
 
@@ -100,7 +91,6 @@ impl Fixture {
     }
 }
 
-#[derive(Clone, Copy)]
 enum Phase {
     /// Bytes are the first thing the peer sends after the transport connected.
     Fresh,
@@ -204,12 +194,8 @@ fn hostile_frames_close_only_the_offending_link() {
         ("Digest before the handshake", Phase::AfterHello, frame(&Frame::Digest(vec![])), ProtocolViolation),
     ];
     assert!(cases.len() >= 20);
-    // Every case as a shared read and as a read in a buffer of the node's own.
-    let cases = cases.into_iter().enumerate().flat_map(|(i, case)| [(i, false, case.clone()), (i, true, case)]);
-    for (i, owned, (name, phase, bytes, want)) in cases {
-        let name = if owned { format!("{name} (owned read)") } else { name.to_string() };
+    for (i, (name, phase, bytes, want)) in cases.into_iter().enumerate() {
         let mut f = Fixture::new();
-        f.owned = owned;
         let link = match phase {
             Phase::Fresh => f.fresh(),
             Phase::AfterHello => {
@@ -268,64 +254,6 @@ fn forwarded_floods_share_the_received_buffer() {
     assert_eq!((fl.hops_left, fl.hop_limit, fl.id), (3, 8, MessageId([9; 16])));
 }
 
-#[test]
-fn a_flood_in_a_buffer_of_the_nodes_own_is_forwarded_whole_with_its_hops_rewritten_in_place() {
-    let mut f = Fixture::new();
-    let other = f.inbound(0x4000);
-    let healthy = f.healthy;
-    while f.node.poll_transmit(other, usize::MAX).is_some() {}
-    // One read: two floods to forward, one on its last hop (delivered, not forwarded), a Ping.
-    let first = flood(4, 8, 9, b"/chat", Bytes::from(vec![5u8; 1024]));
-    let second = flood(2, 8, 10, b"/chat", Bytes::from(vec![6u8; 1024]));
-    let last_hop = flood(1, 8, 11, b"/chat", Bytes::from(vec![7u8; 1024]));
-    let read = cat(&[first.clone(), second.clone(), last_hop, frame(&Frame::Ping(1))]);
-    let data = BytesMut::from(&read[..]);
-    let received = data.as_ptr() as usize..data.as_ptr() as usize + data.len();
-    f.now = f.now + std::time::Duration::from_millis(1);
-    f.node.handle_input(f.now, Input::ReceivedMut { link: healthy, data });
-    f.drain();
-    // Each forwarded flood is one chunk: the received frame itself, with one hop less.
-    let chunks: Vec<Bytes> = std::iter::from_fn(|| f.node.poll_transmit(other, usize::MAX)).collect();
-    let with_hops = |frame: &Bytes, hops: u8| {
-        let mut out = frame.to_vec();
-        out[FORWARD_HEAD_LEN - 1] = hops;
-        out
-    };
-    assert_eq!(chunks.len(), 2, "{chunks:?}");
-    assert_eq!(chunks[0].as_ptr() as usize, received.start, "the first flood was copied");
-    assert_eq!(chunks[1].as_ptr() as usize, received.start + first.len(), "the second flood was copied");
-    assert_eq!(chunks[0][..], with_hops(&first, 3)[..]);
-    assert_eq!(chunks[1][..], with_hops(&second, 1)[..]);
-    let delivered = delivered_payloads(&f.outputs);
-    assert_eq!(delivered.len(), 3);
-    assert!(delivered.iter().all(|p| received.contains(&(p.as_ptr() as usize))), "a delivered payload was copied");
-    assert_eq!(*delivered[0], vec![5u8; 1024]);
-    let stats = f.node.stats();
-    assert_eq!((stats.reassembly_copied_bytes, stats.hop_limit_reached), (0, 1));
-    // The recovery store keeps the frame as it was forwarded: a new neighbor that asks for it
-    // gets the same bytes.
-    let newcomer = f.inbound(0x4001);
-    let offered = sent_frames(&mut f.node, newcomer);
-    assert!(offered.iter().any(|fr| matches!(fr, Frame::Digest(ids) if ids.contains(&MessageId([9; 16])))));
-    f.feed(newcomer, frame(&Frame::Want(vec![MessageId([9; 16])])));
-    let mut again = BytesMut::new();
-    while let Some(b) = f.node.poll_transmit(newcomer, usize::MAX) {
-        again.put_slice(&b);
-    }
-    assert_eq!(again[..], with_hops(&first, 3)[..]);
-}
-
-/// The payloads of the messages delivered among `outputs`.
-fn delivered_payloads(outputs: &[Output]) -> Vec<&Bytes> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Deliver(m) => Some(&m.payload),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The one flood queued to `to`, decoded; its payload must be a slice of `received`, not a copy.
 fn forwarded(f: &mut Fixture, to: LinkId, received: &Bytes) -> Flood {
     let chunks: Vec<Bytes> = std::iter::from_fn(|| f.node.poll_transmit(to, usize::MAX)).collect();
@@ -366,7 +294,14 @@ fn a_flood_read_as_a_relay_wrote_it_is_forwarded_and_delivered_without_copying_i
             f.drain();
         }
         let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
-        let delivered = delivered_payloads(&f.outputs);
+        let delivered: Vec<&Bytes> = f
+            .outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Deliver(m) => Some(&m.payload),
+                _ => None,
+            })
+            .collect();
         assert_eq!(delivered.len(), 1, "two reads: {as_two_reads}");
         assert!(range.contains(&(delivered[0].as_ptr() as usize)), "delivered payload was copied");
         let fl = forwarded(&mut f, other, &body);

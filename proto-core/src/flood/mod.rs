@@ -33,10 +33,9 @@ pub enum Verdict {
 }
 
 /// Hops left on a forwarded copy, or `None` when this copy's last hop was the one to us.
-/// Never wraps: a copy arriving with 1 hop left stops here. A peer may claim any hop limit; a
-/// node forwards no further than its own `hop_limit`.
-pub fn forward_hops(hops_left: u8, hop_limit: u8) -> Option<u8> {
-    hops_left.checked_sub(1).filter(|h| *h > 0).map(|h| h.min(hop_limit))
+/// Never wraps: a copy arriving with 1 hop left stops here.
+pub fn forward_hops(hops_left: u8) -> Option<u8> {
+    hops_left.checked_sub(1).filter(|h| *h > 0)
 }
 
 #[cfg(test)]
@@ -45,16 +44,9 @@ mod tests {
 
     #[test]
     fn hop_limit_does_not_wrap() {
-        assert_eq!(forward_hops(0, 255), None);
-        assert_eq!(forward_hops(1, 255), None);
-        assert_eq!(forward_hops(2, 255), Some(1));
-        assert_eq!(forward_hops(255, 255), Some(254));
-    }
-
-    #[test]
-    fn a_copy_goes_no_further_than_the_nodes_own_hop_limit() {
-        assert_eq!(forward_hops(255, 8), Some(8));
-        assert_eq!(forward_hops(9, 8), Some(8));
-        assert_eq!(forward_hops(5, 8), Some(4));
+        assert_eq!(forward_hops(0), None);
+        assert_eq!(forward_hops(1), None);
+        assert_eq!(forward_hops(2), Some(1));
+        assert_eq!(forward_hops(255), Some(254));
     }
 }

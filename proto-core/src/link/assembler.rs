@@ -11,19 +11,12 @@ use crate::wire::{self, DecodeError, FloodFrame, LEN_PREFIX};
 /// That is how a relay writes a flood (its forward head, then the body it received), so a
 /// transport that hands a write's chunks on as separate reads passes floods through without a
 /// copy.
-///
-/// Input in a buffer of its own ([`push_owned`](Self::push_owned)) is cut into buffers of
-/// their own: its whole floods come out as [`Assembled::Owned`], length prefix included, so
-/// the node can rewrite a flood's hops left in place and forward it whole.
 #[derive(Debug, Default)]
 pub struct FrameAssembler {
     /// A whole frame handed back with [`unread`](Self::unread): the next one returned.
     held: Option<Assembled>,
     partial: BytesMut,
     rest: Bytes,
-    /// Owned input, after `rest`. While it holds bytes, `rest` holds at most the end of the
-    /// frame in `partial`, so `owned` starts on a frame boundary.
-    owned: BytesMut,
     copied: u64,
 }
 
@@ -35,9 +28,6 @@ pub enum Assembled {
     /// A flood whose first two bytes came in an earlier read than its body, which was not
     /// copied.
     Flood(FloodFrame),
-    /// A whole flood (length prefix, type byte and body) from owned input: a buffer of its
-    /// own, which may be rewritten in place.
-    Owned(BytesMut),
 }
 
 impl Assembled {
@@ -46,10 +36,6 @@ impl Assembled {
         match self {
             Assembled::Frame(f) => f,
             Assembled::Flood(f) => f.to_frame(),
-            Assembled::Owned(mut f) => {
-                f.advance(LEN_PREFIX);
-                f.freeze()
-            }
         }
     }
 
@@ -58,27 +44,6 @@ impl Assembled {
         match self {
             Assembled::Frame(f) => f.len(),
             Assembled::Flood(f) => f.frame_len(),
-            Assembled::Owned(f) => f.len() - LEN_PREFIX,
-        }
-    }
-}
-
-/// Received bytes as the adapter handed them over.
-#[derive(Debug)]
-pub enum Received {
-    /// Shared with the adapter (or other readers): used as they are.
-    Shared(Bytes),
-    /// The node's own: frames in them may be rewritten in place.
-    Owned(BytesMut),
-}
-
-impl core::ops::Deref for Received {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Received::Shared(b) => b,
-            Received::Owned(b) => b,
         }
     }
 }
@@ -93,11 +58,6 @@ impl FrameAssembler {
     /// Adds received bytes. Call [`next_frame`](Self::next_frame) until it returns `Ok(None)`
     /// before pushing more.
     pub fn push(&mut self, data: Bytes) {
-        if !self.owned.is_empty() {
-            // Not drained (see below): the owned input joins as shared input, in order.
-            let owned = self.owned.split().freeze();
-            self.push(owned);
-        }
         if self.rest.is_empty() {
             self.rest = data;
         } else {
@@ -110,68 +70,10 @@ impl FrameAssembler {
         }
     }
 
-    /// Adds received bytes, shared or owned.
-    pub fn push_received(&mut self, data: Received) {
-        match data {
-            Received::Shared(b) => self.push(b),
-            Received::Owned(b) => self.push_owned(b),
-        }
-    }
-
-    /// Adds received bytes in a buffer of their own, which the assembler may cut and rewrite
-    /// (the adapter keeps no handle to them). Call [`next_frame`](Self::next_frame) until it
-    /// returns `Ok(None)` before pushing more.
-    pub fn push_owned(&mut self, mut data: BytesMut) {
-        if !self.rest.is_empty() || !self.owned.is_empty() {
-            // Only if the caller pushes without draining: joined as shared input, in order.
-            self.push(data.freeze());
-            return;
-        }
-        if !self.partial.is_empty() {
-            // The first bytes end a frame begun in an earlier read: they go the shared way
-            // (reassembly, or a relay's split flood), and the frames after them stay owned.
-            let end = self.partial_frame_end(&data).unwrap_or(usize::MAX).min(data.len());
-            self.rest = data.split_to(end).freeze();
-        }
-        self.owned = data;
-    }
-
-    /// How many bytes at the start of `next` end the frame in `partial`; `None` while its
-    /// length prefix is incomplete even with them.
-    fn partial_frame_end(&self, next: &[u8]) -> Option<usize> {
-        let mut prefix = [0u8; LEN_PREFIX];
-        let have = self.partial.len().min(LEN_PREFIX);
-        prefix[..have].copy_from_slice(&self.partial[..have]);
-        prefix[have..].copy_from_slice(next.get(..LEN_PREFIX - have)?);
-        let frame_end = LEN_PREFIX.saturating_add(u32::from_be_bytes(prefix) as usize);
-        Some(frame_end.saturating_sub(self.partial.len()))
-    }
-
-    /// The next whole frame from owned input, `Ok(None)` if it holds no whole frame.
-    fn next_owned(&mut self, max_frame: usize) -> Result<Option<Assembled>, DecodeError> {
-        let Some(len) = wire::announced_len(&self.owned, max_frame)? else { return Ok(None) };
-        if self.owned.len() < LEN_PREFIX + len {
-            return Ok(None);
-        }
-        let mut frame = self.owned.split_to(LEN_PREFIX + len);
-        if len >= 2 && wire::is_flood_type(frame[LEN_PREFIX]) {
-            return Ok(Some(Assembled::Owned(frame)));
-        }
-        frame.advance(LEN_PREFIX);
-        Ok(Some(Assembled::Frame(frame.freeze())))
-    }
-
     /// The next whole frame, `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self, max_frame: usize) -> Result<Option<Assembled>, DecodeError> {
         if let Some(frame) = self.held.take() {
             return Ok(Some(frame));
-        }
-        if self.partial.is_empty() && self.rest.is_empty() && !self.owned.is_empty() {
-            if let Some(frame) = self.next_owned(max_frame)? {
-                return Ok(Some(frame));
-            }
-            // A frame that does not end in this input: the shared way from here.
-            self.rest = self.owned.split().freeze();
         }
         if self.partial.is_empty() {
             if let Some(frame) = wire::split_frame(&mut self.rest, max_frame)? {
@@ -210,7 +112,7 @@ impl FrameAssembler {
                     let first = [self.partial[LEN_PREFIX], self.partial[LEN_PREFIX + 1]];
                     self.partial.clear();
                     let body = self.rest.split_to(need - FLOOD_SPLIT);
-                    return Ok(Some(Assembled::Flood(FloodFrame::from_parts(first, body))));
+                    return Ok(Some(Assembled::Flood(FloodFrame { first, body })));
                 }
                 if self.rest.is_empty() {
                     return Ok(None);
@@ -238,12 +140,22 @@ impl FrameAssembler {
         if !self.partial.is_empty() {
             // A frame begun in an earlier read (the usual case when reads do not end on frame
             // boundaries): skip what completes it, and look at the whole frames after it.
-            let Some(after) = self.partial_frame_end(buf).and_then(|end| buf.get(end..)) else { return };
+            let mut prefix = [0u8; LEN_PREFIX];
+            let have = self.partial.len().min(LEN_PREFIX);
+            prefix[..have].copy_from_slice(&self.partial[..have]);
+            let Some(more) = buf.get(..LEN_PREFIX - have) else { return };
+            prefix[have..].copy_from_slice(more);
+            let frame_end = LEN_PREFIX.saturating_add(u32::from_be_bytes(prefix) as usize);
+            let Some(after) = buf.get(frame_end.saturating_sub(self.partial.len())..) else { return };
             buf = after;
         }
-        // Owned input starts on a frame boundary, where the shared input ends.
-        if peek_frames_in(buf, &mut f) {
-            peek_frames_in(&self.owned, &mut f);
+        while let Some(prefix) = buf.get(..LEN_PREFIX) {
+            let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+            let Some(frame) = buf.get(LEN_PREFIX..LEN_PREFIX.saturating_add(len)).filter(|_| len > 0) else {
+                return;
+            };
+            f(frame);
+            buf = &buf[LEN_PREFIX + len..];
         }
     }
 
@@ -276,7 +188,7 @@ impl FrameAssembler {
     /// Takes every byte held but not yet returned as a frame, in order (when the stream
     /// switches to TLS after the Hello, the rest belongs to the TLS session).
     pub fn take_unparsed(&mut self) -> Bytes {
-        if self.partial.is_empty() && self.held.is_none() && self.owned.is_empty() {
+        if self.partial.is_empty() && self.held.is_none() {
             return core::mem::take(&mut self.rest);
         }
         let mut joined = BytesMut::new();
@@ -287,17 +199,14 @@ impl FrameAssembler {
                 Assembled::Frame(f) => joined.extend_from_slice(&f),
                 Assembled::Flood(f) => {
                     joined.extend_from_slice(&f.first);
-                    joined.extend_from_slice(f.body());
+                    joined.extend_from_slice(&f.body);
                 }
-                Assembled::Owned(f) => joined.extend_from_slice(&f[LEN_PREFIX..]),
             }
         }
         joined.extend_from_slice(&self.partial);
         self.partial.clear();
         joined.extend_from_slice(&self.rest);
         self.rest = Bytes::new();
-        joined.extend_from_slice(&self.owned);
-        self.owned.clear();
         joined.freeze()
     }
 
@@ -305,47 +214,23 @@ impl FrameAssembler {
     /// more than one frame. While the next frame's length is not known yet (its first bytes
     /// came in a read too short to hold it), any input after those bytes counts as beyond it.
     pub fn beyond_next_frame(&self) -> bool {
-        // Input after the partial frame, if any.
-        let input = self.rest.len() + self.owned.len();
         if self.held.is_some() {
-            return !self.partial.is_empty() || input > 0;
+            return !self.partial.is_empty() || !self.rest.is_empty();
         }
-        // The next frame: the partial one, else the first of the input (owned input is only
-        // read once `rest` is empty).
-        let (start, have) = if !self.partial.is_empty() {
-            (&self.partial[..], self.partial.len())
-        } else if !self.rest.is_empty() {
-            (&self.rest[..], 0)
-        } else {
-            (&self.owned[..], 0)
-        };
-        let Some(prefix) = start.get(..LEN_PREFIX) else { return !self.partial.is_empty() && input > 0 };
+        // The next frame: the partial one, else the first in `rest`.
+        let (start, have) =
+            if self.partial.is_empty() { (&self.rest[..], 0) } else { (&self.partial[..], self.partial.len()) };
+        let Some(prefix) = start.get(..LEN_PREFIX) else { return !self.partial.is_empty() && !self.rest.is_empty() };
         let need = LEN_PREFIX.saturating_add(u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize);
-        // Bytes of the input that belong to the next frame.
-        input > need.saturating_sub(have)
+        // Bytes of `rest` that belong to the next frame.
+        let in_rest = need.saturating_sub(have);
+        self.rest.len() > in_rest
     }
 
     /// Bytes held (partial frame and unparsed input).
     pub fn buffered(&self) -> usize {
-        self.held.as_ref().map_or(0, |f| LEN_PREFIX + f.frame_len())
-            + self.partial.len()
-            + self.rest.len()
-            + self.owned.len()
+        self.held.as_ref().map_or(0, |f| LEN_PREFIX + f.frame_len()) + self.partial.len() + self.rest.len()
     }
-}
-
-/// Calls `f` with each whole frame (type byte and body) at the start of `buf`, one after the
-/// other; true if `buf` ends where a frame ends (then the input after it starts a frame).
-fn peek_frames_in(mut buf: &[u8], f: &mut impl FnMut(&[u8])) -> bool {
-    while let Some(prefix) = buf.get(..LEN_PREFIX) {
-        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        let Some(frame) = buf.get(LEN_PREFIX..LEN_PREFIX.saturating_add(len)).filter(|_| len > 0) else {
-            return false;
-        };
-        f(frame);
-        buf = &buf[LEN_PREFIX + len..];
-    }
-    buf.is_empty()
 }
 
 #[cfg(test)]
@@ -531,7 +416,7 @@ mod tests {
             let Some(Assembled::Flood(f)) = a.next_frame(1 << 20).unwrap() else { panic!("cut at {cut}: copied") };
             assert_eq!(f.to_frame(), flood);
             // The body is the pushed buffer itself, from the hop limit on.
-            assert_eq!(f.body().as_ptr(), body[at + FLOOD_SPLIT - cut..].as_ptr());
+            assert_eq!(f.body.as_ptr(), body[at + FLOOD_SPLIT - cut..].as_ptr());
             assert_eq!(a.copied_bytes(), FLOOD_SPLIT as u64);
             assert_eq!(drain(&mut a), vec![Frame::Ping(2)]);
             assert_eq!(a.buffered(), 0);
@@ -598,131 +483,5 @@ mod tests {
         assert_eq!(a.next_frame(1 << 20).unwrap(), Some(f.clone()));
         a.unread(f);
         assert_eq!(a.take_unparsed(), all.slice(at..));
-    }
-
-    /// Drains `a`, each frame as it would be on the wire (length prefix included), and whether
-    /// it came in a buffer of its own.
-    fn drain_wire(a: &mut FrameAssembler) -> Vec<(Bytes, bool)> {
-        let mut got = Vec::new();
-        while let Some(f) = a.next_frame(1 << 20).unwrap() {
-            let owned = matches!(f, Assembled::Owned(_));
-            let mut wire = BytesMut::from(&u32::try_from(f.frame_len()).unwrap().to_be_bytes()[..]);
-            wire.extend_from_slice(&f.into_frame());
-            got.push((wire.freeze(), owned));
-        }
-        got
-    }
-
-    #[test]
-    fn owned_input_gives_whole_floods_in_buffers_of_their_own() {
-        let (all, flood, at) = ping_flood_ping();
-        let data = BytesMut::from(&all[..]);
-        let base = data.as_ptr() as usize;
-        let mut a = FrameAssembler::default();
-        a.push_owned(data);
-        assert!(a.beyond_next_frame());
-        assert_eq!(a.buffered(), all.len());
-        let mut peeked = Vec::new();
-        a.peek_whole_frames(|f| peeked.push(f.len()));
-        assert_eq!(peeked, vec![at - LEN_PREFIX, flood.len(), at - LEN_PREFIX]);
-        let ping = a.next_frame(1 << 20).unwrap().unwrap();
-        assert_eq!(ping, Assembled::Frame(all.slice(LEN_PREFIX..at)));
-        let Some(Assembled::Owned(w)) = a.next_frame(1 << 20).unwrap() else { panic!("the flood is not owned") };
-        // The flood with its length prefix, where it was in the pushed buffer: not a copy.
-        assert_eq!(w.as_ptr() as usize, base + at);
-        assert_eq!(w[LEN_PREFIX..], flood[..]);
-        assert_eq!(drain(&mut a), vec![Frame::Ping(2)]);
-        assert_eq!((a.buffered(), a.copied_bytes()), (0, 0));
-    }
-
-    #[test]
-    fn any_split_of_owned_and_shared_input_reassembles_in_order() {
-        let (all, flood, at) = ping_flood_ping();
-        let want: Vec<Bytes> = vec![
-            all.slice(..at),
-            all.slice(at..at + LEN_PREFIX + flood.len()),
-            all.slice(at + LEN_PREFIX + flood.len()..),
-        ];
-        for cut in (0..=all.len()).step_by(7).chain(20..40) {
-            for cut2 in (cut..=all.len()).step_by(97).chain([all.len()]) {
-                // Each of the three reads shared or owned: all eight ways.
-                for kinds in 0..8u8 {
-                    let mut a = FrameAssembler::default();
-                    let mut got = Vec::new();
-                    let pieces = [all.slice(..cut), all.slice(cut..cut2), all.slice(cut2..)];
-                    for (n, piece) in pieces.into_iter().enumerate() {
-                        let owned = kinds >> n & 1 == 1;
-                        if owned {
-                            a.push_owned(BytesMut::from(&piece[..]));
-                        } else {
-                            a.push(piece);
-                        }
-                        // The look ahead sees the whole frames the drain returns, but for one that
-                        // ends a frame begun in an earlier read.
-                        let mut peeked = Vec::new();
-                        a.peek_whole_frames(|f| peeked.push(Bytes::copy_from_slice(f)));
-                        let beyond = a.beyond_next_frame();
-                        let frames = drain_wire(&mut a);
-                        assert!(frames.len() - peeked.len() <= 1, "cuts at {cut},{cut2}, kinds {kinds}");
-                        for (p, (w, _)) in peeked.iter().rev().zip(frames.iter().rev()) {
-                            assert_eq!(p[..], w[LEN_PREFIX..]);
-                        }
-                        assert!(beyond || frames.len() <= 1, "cuts at {cut},{cut2}, kinds {kinds}");
-                        // The flood comes out owned exactly when it lay whole in an owned read.
-                        let (start, end) = [(0, cut), (cut, cut2), (cut2, all.len())][n];
-                        let flood_end = at + LEN_PREFIX + flood.len();
-                        let whole_in_owned = owned && start <= at && flood_end <= end;
-                        let owned_out = frames.iter().filter(|(_, o)| *o).map(|(w, _)| w.len()).collect::<Vec<_>>();
-                        let want_owned = if whole_in_owned { vec![LEN_PREFIX + flood.len()] } else { vec![] };
-                        assert_eq!(owned_out, want_owned, "cuts at {cut},{cut2}, kinds {kinds}");
-                        got.extend(frames.into_iter().map(|(w, _)| w));
-                    }
-                    assert_eq!(got, want, "cuts at {cut},{cut2}, kinds {kinds}");
-                    assert_eq!(a.buffered(), 0);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn owned_input_not_yet_taken_is_given_up_in_order() {
-        let (all, _, at) = ping_flood_ping();
-        // After the first Ping: the flood (owned) and the last Ping are given up as they came.
-        let mut a = FrameAssembler::default();
-        a.push_owned(BytesMut::from(&all[..]));
-        let _ = a.next_frame(1 << 20).unwrap().unwrap();
-        assert_eq!(a.take_unparsed(), all.slice(at..));
-        // The owned flood handed back (held), then given up: its prefix is not doubled.
-        let mut a = FrameAssembler::default();
-        a.push_owned(BytesMut::from(&all[..]));
-        let _ = a.next_frame(1 << 20).unwrap().unwrap();
-        let flood = a.next_frame(1 << 20).unwrap().unwrap();
-        assert!(matches!(flood, Assembled::Owned(_)));
-        let held = a.buffered();
-        a.unread(flood);
-        assert_eq!(a.buffered(), held + LEN_PREFIX + ping_flood_ping().1.len());
-        assert_eq!(a.take_unparsed(), all.slice(at..));
-        // Part of a frame shared, the rest of the stream owned and not yet taken.
-        let mut a = FrameAssembler::default();
-        a.push(all.slice(..at + 10));
-        assert_eq!(drain(&mut a), vec![Frame::Ping(1)]);
-        a.push_owned(BytesMut::from(&all[at + 10..]));
-        assert_eq!(a.take_unparsed(), all.slice(at..));
-        assert_eq!(a.buffered(), 0);
-    }
-
-    #[test]
-    fn owned_input_pushed_before_the_last_was_drained_keeps_its_place() {
-        let (all, _, at) = ping_flood_ping();
-        let mut a = FrameAssembler::default();
-        a.push_owned(BytesMut::from(&all[..at]));
-        a.push_owned(BytesMut::from(&all[at..]));
-        let got: Vec<Bytes> = drain_wire(&mut a).into_iter().map(|(w, _)| w).collect();
-        assert_eq!(got.concat(), all[..]);
-        let mut a = FrameAssembler::default();
-        a.push_owned(BytesMut::from(&all[..at + 3]));
-        a.push(all.slice(at + 3..));
-        let got: Vec<Bytes> = drain_wire(&mut a).into_iter().map(|(w, _)| w).collect();
-        assert_eq!(got.concat(), all[..]);
     }
 }

@@ -5,7 +5,7 @@ mod assembler;
 mod send_queue;
 mod table;
 
-pub use assembler::{Assembled, FrameAssembler, Received};
+pub use assembler::{Assembled, FrameAssembler};
 pub use send_queue::{SendQueue, CHUNK_OVERHEAD};
 pub use table::LinkTable;
 

@@ -110,12 +110,11 @@ impl core::fmt::Debug for TlsSession {
 
 impl TlsSession {
     /// Feeds received ciphertext; returns the plaintext it decrypted (possibly empty), in one
-    /// contiguous buffer of the caller's own, so that whole frames inside it are handed on
-    /// without copying (and a relayed flood can be rewritten in place). On a failure the
-    /// session keeps the alert for the peer (see [`has_output`](Self::has_output)).
-    pub fn receive(&mut self, mut data: &[u8]) -> Result<BytesMut, TlsFailure> {
+    /// contiguous buffer so that whole frames inside it are handed on without copying. On a
+    /// failure the session keeps the alert for the peer (see [`has_output`](Self::has_output)).
+    pub fn receive(&mut self, mut data: &[u8]) -> Result<Bytes, TlsFailure> {
         if self.failed {
-            return Ok(BytesMut::new());
+            return Ok(Bytes::new());
         }
         // Plaintext is never longer than the ciphertext it came in: one reservation suffices.
         self.plain.reserve(data.len());
@@ -150,7 +149,7 @@ impl TlsSession {
                 break;
             }
         }
-        Ok(self.plain.split())
+        Ok(self.plain.split().freeze())
     }
 
     fn fail<T>(&mut self, failure: AuthFailure) -> Result<T, TlsFailure> {

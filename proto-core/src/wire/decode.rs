@@ -242,20 +242,12 @@ pub(crate) fn decode_flood_fields(first: [u8; 2], body: &[u8]) -> Result<FloodHe
 /// in an earlier read than the rest, as when a peer's relay writes its forward head and the
 /// body as separate chunks and the transport hands them on as they are (see
 /// `FrameAssembler`): the body is then never copied into one buffer with the head.
-///
-/// A frame received in a buffer the node owns ([`Input::ReceivedMut`](crate::Input)) is
-/// instead rewritten in place ([`rewritten`](Self::rewritten)): it is kept whole, length
-/// prefix included, with its new hops left, and forwarded as it is, in one chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FloodFrame {
-    /// The type byte and hops left, as received.
+    /// The type byte and hops left.
     pub first: [u8; 2],
-    /// The frame from its hop limit on; for a rewritten frame, the whole frame as it is
-    /// forwarded (length prefix, type, new hops left, then the rest as received).
-    bytes: Bytes,
-    /// Where the hop limit is in `bytes`: 0, or [`FORWARD_HEAD_LEN`](super::FORWARD_HEAD_LEN)
-    /// for a rewritten frame.
-    at: usize,
+    /// The frame from its hop limit on.
+    pub body: Bytes,
 }
 
 impl FloodFrame {
@@ -264,76 +256,32 @@ impl FloodFrame {
     pub fn from_frame(mut frame: Bytes) -> Option<FloodFrame> {
         let first = [*frame.first()?, *frame.get(1)?];
         frame.advance(2);
-        Some(FloodFrame { first, bytes: frame, at: 0 })
-    }
-
-    /// A frame from its first two bytes and the bytes after them (`body`, from the hop limit
-    /// on).
-    #[inline]
-    pub fn from_parts(first: [u8; 2], body: Bytes) -> FloodFrame {
-        FloodFrame { first, bytes: body, at: 0 }
-    }
-
-    /// A whole frame on the wire (length prefix, type byte, body) in a buffer of its own, its
-    /// hops left set in place to `forward(hops left)` when that is some: the frame is then
-    /// forwarded as it is. `None` if it is shorter than its prefix and two bytes.
-    #[inline]
-    pub fn rewritten(mut wire: BytesMut, forward: impl FnOnce(u8) -> Option<u8>) -> Option<FloodFrame> {
-        let first = [*wire.get(LEN_PREFIX)?, *wire.get(LEN_PREFIX + 1)?];
-        if let Some(hops) = forward(first[1]) {
-            wire[LEN_PREFIX + 1] = hops;
-        }
-        Some(FloodFrame { first, bytes: wire.freeze(), at: super::FORWARD_HEAD_LEN })
+        Some(FloodFrame { first, body: frame })
     }
 
     /// The frame's length (type byte included, length prefix not).
     #[inline]
     pub fn frame_len(&self) -> usize {
-        self.bytes.len() - self.at + 2
-    }
-
-    /// The frame from its hop limit on.
-    #[inline]
-    pub fn body(&self) -> &[u8] {
-        &self.bytes[self.at..]
+        self.body.len() + 2
     }
 
     /// The frame's bytes in `range` (frame offsets, 2 or more, as [`FloodHead`] gives them).
     #[inline]
     pub fn bytes(&self, range: core::ops::Range<usize>) -> &[u8] {
-        &self.bytes[self.at + range.start - 2..self.at + range.end - 2]
+        &self.body[range.start - 2..range.end - 2]
     }
 
     /// The frame's bytes from offset `at` (2 or more) on, shared.
     #[inline]
     pub fn slice_from(&self, at: usize) -> Bytes {
-        self.bytes.slice(self.at + at - 2..)
+        self.body.slice(at - 2..)
     }
 
-    /// Whether the frame was [`rewritten`](Self::rewritten) in place.
-    #[inline]
-    pub fn is_rewritten(&self) -> bool {
-        self.at != 0
-    }
-
-    /// The frame as a relay forwards it, as (head, rest): for a rewritten frame no head and
-    /// the whole frame, else the head `head()` encodes and the frame from its hop limit on.
-    /// Neither is a copy.
-    #[inline]
-    pub fn into_forward(self, head: impl FnOnce() -> Bytes) -> (Bytes, Bytes) {
-        if self.is_rewritten() {
-            (Bytes::new(), self.bytes)
-        } else {
-            (head(), self.bytes)
-        }
-    }
-
-    /// The whole frame in one buffer as it was received: a copy, for the paths that need it
-    /// contiguous.
+    /// The whole frame in one buffer: a copy, for the paths that need it contiguous.
     pub fn to_frame(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.frame_len());
         out.extend_from_slice(&self.first);
-        out.extend_from_slice(self.body());
+        out.extend_from_slice(&self.body);
         out.freeze()
     }
 }
