@@ -34,6 +34,7 @@ impl OwnIds {
     }
 
     /// Whether `id` is one this node drew (or, with probability 2^-64, a forgery by luck).
+    #[inline]
     pub fn is_own(&self, id: &MessageId) -> bool {
         let (r, tag) = id.halves();
         tag == self.tag(r)

@@ -86,6 +86,7 @@ impl RecentStore {
 
     /// Keeps a flood frame (`head` then `rest`, ready to send) under `id`, without copying it.
     /// `rx_total` is the node's count of bytes received so far.
+    #[inline]
     pub fn record(&mut self, now: Instant, id: MessageId, head: StoredHead, rest: Bytes, rx_total: u64) {
         let len = head.len() + rest.len();
         if len > self.cap_bytes {
@@ -98,6 +99,7 @@ impl RecentStore {
 
     /// Drops what is too old, too much, or keeps too many received bytes alive. Called on every
     /// record and by the node's periodic maintenance, so a node that went quiet lets go too.
+    #[inline]
     pub fn evict(&mut self, now: Instant, rx_total: u64) {
         // The bounds as the oldest kept entry's own values, worked out once: this runs for
         // every relayed flood.

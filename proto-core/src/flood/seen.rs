@@ -72,6 +72,7 @@ impl SeenCache {
     }
 
     /// Records `id`; returns true if it was new (first copy), false if already seen.
+    #[inline]
     pub fn insert(&mut self, now: Instant, id: MessageId) -> bool {
         self.rotate(now);
         // One probe both checks and records.

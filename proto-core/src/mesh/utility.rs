@@ -39,6 +39,7 @@ impl LinkUtility {
     }
 
     /// Records a flood received on the link; returns true when a report is due (window full).
+    #[inline]
     pub fn on_received(&mut self, useful: bool) -> bool {
         self.in_total += 1;
         self.in_useful += u32::from(useful);

@@ -167,6 +167,7 @@ pub const FORWARD_HEAD_LEN: usize = super::LEN_PREFIX + 2;
 /// received frame's first byte: Flood or SignedFlood) and the new hops-left. The rest of the
 /// frame (from the hop limit on) is the received frame's bytes unchanged, so a relay sends
 /// `head` followed by `received_frame.slice(2..)` without copying.
+#[inline]
 pub fn encode_forward_head(frame_len: usize, frame_type: u8, hops_left: u8, out: &mut BytesMut) {
     // One append, not three: each `put_*` checks the room again (a relay encodes this head for
     // every flood it forwards).
