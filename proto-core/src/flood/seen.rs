@@ -111,12 +111,19 @@ impl SeenCache {
 
     /// Drops the older generation when its time is up. Called on every insert and on the
     /// node's timer ticks, so an idle node also frees its memory.
+    #[inline]
     pub fn rotate(&mut self, now: Instant) {
-        // The common case, on every insert, in plain integers.
+        // The common case, on every insert, in plain integers (inlined; the rest is not).
         let since = now.as_nanos().saturating_sub(self.newest_since.as_nanos());
         if since < self.span_nanos || self.span_nanos == u64::MAX {
             return;
         }
+        self.rotate_due(now, since);
+    }
+
+    /// [`rotate`](Self::rotate) once a span has passed (`since` the newest generation began).
+    #[cold]
+    fn rotate_due(&mut self, now: Instant, since: u64) {
         // One span passed: the older generation expires. Two or more: everything does.
         if since >= self.span_nanos.saturating_mul(2) {
             self.advance(now, true);
@@ -148,6 +155,7 @@ impl SeenCache {
     /// collide before the top bit is dropped (each step is one-to-one), and for the rest a
     /// collision is as rare as a random one. A plain multiply-and-fold hash is not enough here:
     /// it was fine for choosing table slots, but structured IDs made whole fingerprints collide.
+    #[inline]
     fn fingerprint(&self, id: &MessageId) -> u64 {
         let (lo, hi) = id.halves();
         (mix(mix(lo ^ self.key[0]) ^ hi ^ self.key[1]) & !GENERATION_BIT).max(1)
@@ -250,6 +258,7 @@ impl GenerationTable {
 
     /// Adds `fp` to `generation`; false if it was already there (in either generation, where
     /// it stays).
+    #[inline]
     fn insert(&mut self, fp: u64, generation: u64) -> bool {
         if (self.len + 1) * 2 > self.slots.len() {
             self.resize((self.slots.len() * 2).max(MIN_SLOTS));

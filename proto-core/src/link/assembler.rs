@@ -71,10 +71,13 @@ impl FrameAssembler {
     }
 
     /// The next whole frame, `Ok(None)` when more bytes are needed.
+    #[inline]
     pub fn next_frame(&mut self, max_frame: usize) -> Result<Option<Assembled>, DecodeError> {
         if let Some(frame) = self.held.take() {
             return Ok(Some(frame));
         }
+        // The common cases, once per frame of a read: a whole frame in the input, or the end
+        // of a read that ended with a frame.
         if self.partial.is_empty() {
             if let Some(frame) = wire::split_frame(&mut self.rest, max_frame)? {
                 return Ok(Some(Assembled::Frame(frame)));
@@ -82,6 +85,14 @@ impl FrameAssembler {
             if self.rest.is_empty() {
                 return Ok(None);
             }
+        }
+        self.next_partial_frame(max_frame)
+    }
+
+    /// [`next_frame`](Self::next_frame) when the next frame does not lie whole in the input:
+    /// it is completed from the input, or waits for more.
+    fn next_partial_frame(&mut self, max_frame: usize) -> Result<Option<Assembled>, DecodeError> {
+        if self.partial.is_empty() {
             // A read of exactly a flood's first bytes, as a relay writes them before the body:
             // `split_frame` checked the length and the type, so keep them and wait for the body.
             if self.rest.len() == FLOOD_SPLIT && wire::is_flood_type(self.rest[LEN_PREFIX]) {

@@ -18,6 +18,7 @@ use crate::uri::MeshId;
 /// The length prefix is checked against `max_frame` (and control frames against
 /// [`MAX_CONTROL_FRAME`]) before anything waits for or allocates the body, so a hostile length
 /// costs nothing. The frame shares `buf`'s memory.
+#[inline]
 pub fn split_frame(buf: &mut Bytes, max_frame: usize) -> Result<Option<Bytes>, DecodeError> {
     let Some(len) = announced_len(buf, max_frame)? else { return Ok(None) };
     if buf.len() < LEN_PREFIX + len {
