@@ -135,7 +135,6 @@ const WRITE: usize = 64 * 1024;
 fn forwarding(c: &mut Criterion) {
     if let Some(reads) = std::env::var("FORWARDING_READS").ok().and_then(|n| n.parse::<usize>().ok()) {
         let mut b = setup(1024, BATCH);
-        b.core_time = Some(Duration::ZERO);
         for i in 0..reads {
             b.forward_read(i);
         }

@@ -95,13 +95,18 @@ mod tests {
             let mut m = PathMemo::default();
             for (at, c) in channels.iter().enumerate() {
                 assert_eq!(m.channel_of(c.as_bytes(), channels), Ok(Some(at)));
-                assert_eq!(m.channel_of(c.as_bytes(), channels), Ok(Some(at)), "remembered");
+                assert_eq!(m.get(c.as_bytes()), Some(Some(at)), "remembered");
+                assert_eq!(m.channel_of(c.as_bytes(), channels), Ok(Some(at)));
             }
             assert_eq!(m.channel_of(b"/none", channels), Ok(None));
-            assert_eq!(m.channel_of(b"/none", channels), Ok(None), "remembered");
-            assert!(m.channel_of(b"none", channels).is_err());
-            assert!(m.channel_of(b"/none?x", channels).is_err());
-            assert!(m.channel_of(b"", channels).is_err());
+            assert_eq!(m.get(b"/none"), Some(None), "remembered");
+            assert_eq!(m.channel_of(b"/none", channels), Ok(None));
+            // An invalid path is refused every time, and the last valid one stays remembered.
+            for bad in [&b"none"[..], b"/none?x", b""] {
+                assert!(m.channel_of(bad, channels).is_err());
+                assert!(m.channel_of(bad, channels).is_err(), "an invalid path was remembered");
+                assert_eq!(m.get(b"/none"), Some(None));
+            }
         }
     }
 
