@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use peerchannel_core::security::SecurityOptions;
 use peerchannel_core::{
     ChannelPath, Config, Event, Input, Instant as CoreInstant, LinkId, MeshId, Message, MessageId, NeighborInfo, Node,
-    NodeId, Output, SendError,
+    NodeId, Output, SendError, WriteQueue,
 };
 
 use crate::error::Error;
@@ -363,11 +363,7 @@ struct Conn {
     /// connecting).
     write_interest: bool,
     /// Bytes taken from the core and not yet written (at most the write window).
-    out: VecDeque<Bytes>,
-    out_bytes: usize,
-    /// The core may hold more bytes for this link (it said Transmit, and no pull since has
-    /// come back with less than it asked for).
-    core_has_more: bool,
+    out: WriteQueue,
     /// The core closed the link: write what is left, shut down, then read until the peer's
     /// end or the deadline (so the last frame is not lost to a reset).
     closing: Option<Instant>,
@@ -512,7 +508,7 @@ impl MioNode {
     /// Counters of the core and the adapter.
     pub fn stats(&self) -> NodeStats {
         let mut adapter = self.stats.clone();
-        adapter.write_buffered_bytes = self.conns.values().map(|c| c.out_bytes).sum();
+        adapter.write_buffered_bytes = self.conns.values().map(|c| c.out.len()).sum();
         adapter.connections = self.conns.len();
         adapter.channel_queued = self.channels.values().map(|c| c.queue.len()).sum::<usize>() + self.stalled.len();
         NodeStats { core: self.node.stats(), adapter }
@@ -803,7 +799,7 @@ impl MioNode {
             Output::Dial { link, addr } => self.dial(link, addr),
             Output::Transmit { link } => {
                 if let Some(c) = self.conns.get_mut(&link) {
-                    c.core_has_more = true;
+                    c.out.wake();
                     self.work = true;
                 }
             }
@@ -815,7 +811,7 @@ impl MioNode {
                     }
                     Some(c) => {
                         c.closing = Some(Instant::now() + linger);
-                        c.core_has_more = true;
+                        c.out.wake();
                         self.work = true;
                     }
                     None => {}
@@ -883,9 +879,7 @@ impl MioNode {
                 readable: !connecting,
                 writable: !connecting,
                 write_interest: connecting,
-                out: VecDeque::new(),
-                out_bytes: 0,
-                core_has_more: !connecting,
+                out: if connecting { WriteQueue::new() } else { WriteQueue::awake() },
                 closing: None,
                 shut_down: false,
             },
@@ -1072,51 +1066,26 @@ impl MioNode {
             }
             let mut failed = None;
             loop {
-                // Bytes stay in the core's bounded queue (where its backpressure and
-                // slow-neighbor rules see them) until the socket can take them.
-                if c.core_has_more && c.out_bytes < window {
-                    // Straight into the write queue, one call per refill: less than the room
-                    // means the core's queue ran dry.
-                    let room = window - c.out_bytes;
-                    let n = self.node.poll_transmit_into(link, room, &mut c.out);
-                    c.out_bytes += n;
-                    c.core_has_more = n == room;
-                }
-                self.stats.write_buffered_peak = self.stats.write_buffered_peak.max(c.out_bytes);
+                c.out.refill(&mut self.node, link, window);
+                self.stats.write_buffered_peak = self.stats.write_buffered_peak.max(c.out.len());
                 if c.out.is_empty() || !c.writable {
                     break;
                 }
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let mut offered = 0;
-                let mut n_slices = 0;
-                for (slot, chunk) in slices.iter_mut().zip(c.out.iter()) {
-                    *slot = IoSlice::new(chunk);
-                    offered += chunk.len();
-                    n_slices += 1;
-                }
+                let (n_slices, offered) = c.out.io_slices(&mut slices);
                 match c.stream.write_vectored(&slices[..n_slices]) {
                     Ok(0) => {
                         failed = Some(Some(io::ErrorKind::WriteZero));
                         break;
                     }
-                    Ok(mut n) => {
+                    Ok(n) => {
                         progress = true;
                         self.stats.writes += 1;
                         self.stats.bytes_written += n as u64;
                         if n < offered {
                             self.stats.partial_writes += 1;
                         }
-                        c.out_bytes -= n;
-                        while n > 0 {
-                            let Some(front) = c.out.front_mut() else { break };
-                            if front.len() <= n {
-                                n -= front.len();
-                                c.out.pop_front();
-                            } else {
-                                let _ = front.split_to(n);
-                                n = 0;
-                            }
-                        }
+                        c.out.consume(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1142,7 +1111,7 @@ impl MioNode {
                 self.stats.interest_changes += 1;
             }
             if let Some(deadline) = c.closing {
-                if c.out.is_empty() && !c.core_has_more && !c.shut_down {
+                if c.out.is_drained() && !c.shut_down {
                     // Everything said: send FIN, then wait for the peer's end.
                     let _ = c.stream.shutdown(Shutdown::Write);
                     c.shut_down = true;

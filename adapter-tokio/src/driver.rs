@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use peerchannel_core::{
     ChannelPath, Event, Input, Instant as CoreInstant, LinkId, Message, MessageId, NeighborInfo, Node, Output,
-    SendError,
+    SendError, WriteQueue,
 };
 use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
@@ -81,11 +81,7 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     /// Bytes taken from the core and not yet written (at most the write window).
-    out: VecDeque<Bytes>,
-    out_bytes: usize,
-    /// The core may hold more bytes for this link (it said Transmit, and no pull since has
-    /// come back with less than it asked for).
-    core_has_more: bool,
+    out: WriteQueue,
     /// The core closed the link: write what is left, shut down, then drain reads until the
     /// peer closes or the deadline passes (so our last frame is not lost to a reset).
     closing: Option<Instant>,
@@ -251,7 +247,7 @@ impl Driver {
                 Output::Dial { link, addr } => self.dial(link, addr),
                 Output::Transmit { link } => {
                     if let Some(c) = self.conns.get_mut(&link) {
-                        c.core_has_more = true;
+                        c.out.wake();
                     }
                 }
                 Output::CloseLink { link, reason } => {
@@ -263,7 +259,7 @@ impl Driver {
                         // The core may still hand out a farewell frame; the linger bounds how
                         // long a peer that does not read can hold the socket.
                         c.closing = Some(Instant::now() + self.node.config().close_linger);
-                        c.core_has_more = true;
+                        c.out.wake();
                     }
                 }
                 Output::Deliver(msg) => self.deliver(msg),
@@ -294,18 +290,7 @@ impl Driver {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "set_nodelay failed");
         }
-        self.conns.insert(
-            link,
-            Conn {
-                stream,
-                peer,
-                out: VecDeque::new(),
-                out_bytes: 0,
-                core_has_more: true,
-                closing: None,
-                shut_down: false,
-            },
-        );
+        self.conns.insert(link, Conn { stream, peer, out: WriteQueue::awake(), closing: None, shut_down: false });
     }
 
     fn on_event(&mut self, e: Event) {
@@ -539,7 +524,7 @@ impl Driver {
 
     fn snapshot(&self) -> NodeStats {
         let mut adapter = self.stats.clone();
-        adapter.write_buffered_bytes = self.conns.values().map(|c| c.out_bytes).sum();
+        adapter.write_buffered_bytes = self.conns.values().map(|c| c.out.len()).sum();
         adapter.connections = self.conns.len();
         adapter.dials_in_flight = self.dialing.len();
         adapter.channel_queued = self.subs.values().map(|s| s.mailbox.len()).sum::<usize>() + self.stalled.len();
@@ -802,18 +787,8 @@ impl Driver {
         let mut now = None;
         for (&link, c) in self.conns.iter_mut() {
             loop {
-                // Refill from the core up to the window: bytes stay in the core's bounded queue
-                // (where its backpressure and slow-neighbor rules see them) until the socket
-                // can take them.
-                if c.core_has_more && c.out_bytes < window {
-                    // Straight into the write queue, one call per refill: less than the room
-                    // means the core's queue ran dry.
-                    let room = window - c.out_bytes;
-                    let n = self.node.poll_transmit_into(link, room, &mut c.out);
-                    c.out_bytes += n;
-                    c.core_has_more = n == room;
-                }
-                self.stats.write_buffered_peak = self.stats.write_buffered_peak.max(c.out_bytes);
+                c.out.refill(&mut self.node, link, window);
+                self.stats.write_buffered_peak = self.stats.write_buffered_peak.max(c.out.len());
                 if c.out.is_empty() {
                     break;
                 }
@@ -826,31 +801,17 @@ impl Driver {
                     Poll::Ready(Ok(())) => {}
                 }
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let mut n_slices = 0;
-                for (slot, chunk) in slices.iter_mut().zip(c.out.iter()) {
-                    *slot = IoSlice::new(chunk);
-                    n_slices += 1;
-                }
+                let (n_slices, _) = c.out.io_slices(&mut slices);
                 match c.stream.try_write_vectored(&slices[..n_slices]) {
                     Ok(0) => {
                         ended.push((link, Some(io::ErrorKind::WriteZero)));
                         break;
                     }
-                    Ok(mut n) => {
+                    Ok(n) => {
                         progress = true;
                         self.stats.writes += 1;
                         self.stats.bytes_written += n as u64;
-                        c.out_bytes -= n;
-                        while n > 0 {
-                            let Some(front) = c.out.front_mut() else { break };
-                            if front.len() <= n {
-                                n -= front.len();
-                                c.out.pop_front();
-                            } else {
-                                let _ = front.split_to(n);
-                                n = 0;
-                            }
-                        }
+                        c.out.consume(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) => {
@@ -860,7 +821,7 @@ impl Driver {
                 }
             }
             if let Some(deadline) = c.closing {
-                if c.out.is_empty() && !c.core_has_more && !c.shut_down {
+                if c.out.is_drained() && !c.shut_down {
                     // Everything said: send FIN, then wait for the peer's end (see `closing`).
                     let _ = Pin::new(&mut c.stream).poll_shutdown(cx);
                     c.shut_down = true;

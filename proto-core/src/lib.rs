@@ -11,7 +11,8 @@
 //!
 //! An adapter's whole loop: feed socket events as [`Input`]s, carry out what
 //! [`Node::poll_output`] asks, write what [`Node::poll_transmit_into`] hands out when a link has
-//! bytes waiting (until it hands out less than asked: the queue ran dry), call
+//! bytes waiting (until it hands out less than asked: the queue ran dry; a [`WriteQueue`] per
+//! connection keeps what a non-blocking socket has not taken yet), call
 //! [`Node::handle_timeout`] at [`Node::poll_timeout`], and before reading a socket check
 //! [`Node::reads_paused`] (a flood from that link waits for room in a slow neighbor's queue;
 //! leaving the bytes in the socket lets TCP slow the sender).
@@ -49,6 +50,7 @@ mod rng;
 mod stats;
 mod time;
 mod timers;
+mod write_queue;
 
 pub mod flood;
 pub mod link;
@@ -68,3 +70,4 @@ pub use rng::Rng;
 pub use stats::Stats;
 pub use time::Instant;
 pub use uri::{ChannelPath, ChannelUri, MeshId, UriError};
+pub use write_queue::WriteQueue;
