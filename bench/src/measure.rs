@@ -16,7 +16,6 @@ use crate::sys;
 const PATH: &str = "/bench";
 /// Sequence number of the probes that check every receiver is reached before the run.
 const PROBE: u64 = u64::MAX;
-/// Payload header: send time (ns since [`base`]) and sequence number.
 /// How long receivers wait for in-flight messages after the last latency-mode send.
 const GRACE: Duration = Duration::from_secs(1);
 
