@@ -1,6 +1,7 @@
-//! `WriteQueue` under any interleaving of wakes, refills and partial writes: what reaches the
-//! socket is exactly the bytes the node handed out, in order, and never more than the window
-//! waits at once.
+//! `WriteQueue`: the node is asked only when it may have bytes, a partial write keeps the rest
+//! of a chunk without copying, and under any interleaving of wakes, refills and partial writes
+//! what reaches the socket is exactly the bytes the node handed out, in order, with never more
+//! than the window waiting at once.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -22,6 +23,50 @@ fn pull(node: &mut VecDeque<Bytes>, room: usize, out: &mut VecDeque<Bytes>) -> u
         out.push_back(c);
     }
     taken
+}
+
+#[test]
+fn refills_up_to_the_window_and_asks_again_only_when_woken() {
+    let mut node: VecDeque<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 40])).collect();
+    let mut q = WriteQueue::new();
+    assert_eq!(q.refill_with(100, |r, o| pull(&mut node, r, o)), 0, "not woken: the node is not asked");
+    q.wake();
+    assert_eq!(q.refill_with(100, |r, o| pull(&mut node, r, o)), 100);
+    assert_eq!(q.len(), 100);
+    assert_eq!(q.refill_with(100, |r, o| pull(&mut node, r, o)), 0, "the window is full");
+    q.consume(60);
+    assert_eq!(q.len(), 40);
+    // The node still has 100 bytes: a full room's worth means it may have more.
+    assert_eq!(q.refill_with(100, |r, o| pull(&mut node, r, o)), 60);
+    assert!(!q.is_drained());
+    // 40 left in the node, room 60: it came back short, so the node ran dry.
+    q.consume(100);
+    assert_eq!(q.refill_with(100, |r, o| pull(&mut node, r, o)), 40);
+    q.consume(40);
+    assert!(q.is_empty() && q.is_drained());
+    // Bytes the node queues without saying Transmit are not asked for until it does.
+    node.push_back(Bytes::from_static(b"later"));
+    assert_eq!(q.refill_with(100, |r, o| pull(&mut node, r, o)), 0, "dry until woken again");
+    q.wake();
+    assert_eq!(q.refill_with(100, |r, o| pull(&mut node, r, o)), 5);
+}
+
+#[test]
+fn a_partial_write_keeps_the_rest_of_a_chunk_without_copying() {
+    let big = Bytes::from(vec![7u8; 50]);
+    let mut q = WriteQueue::awake();
+    let mut node: VecDeque<Bytes> = [Bytes::from_static(b"head"), big.clone()].into();
+    q.refill_with(usize::MAX, |r, o| pull(&mut node, r, o));
+    let mut slices = [IoSlice::new(&[]); 1];
+    assert_eq!(q.io_slices(&mut slices), (1, 4), "as many slices as there is room for");
+    q.consume(4 + 10);
+    let mut slices = [IoSlice::new(&[]); 4];
+    let (n, offered) = q.io_slices(&mut slices);
+    assert_eq!((n, offered), (1, 40));
+    assert_eq!(slices[0].as_ptr(), big[10..].as_ptr(), "the rest is the same buffer");
+    q.consume(40);
+    assert!(q.is_empty());
+    assert_eq!(q.len(), 0);
 }
 
 #[derive(Clone, Debug)]
