@@ -30,15 +30,18 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 end=$(($(date +%s) + MINUTES * 60))
 echo "sampling $SCENARIO for $MINUTES min from $(date -u +%H:%M:%S) UTC: $*" >&2
-while [ "$(date +%s)" -lt "$end" ]; do
+# At least one round, however short the sample.
+while :; do
     for i in $(seq 1 $#); do
         bin=${!i}
         # shellcheck disable=SC2086
         out=$("$bin" --scenario "$SCENARIO" -q $SIM_ARGS 2>&1) || { echo "$bin failed:" >&2; echo "$out" >&2; exit 1; }
-        whole=$(echo "$out" | grep -m1 "^  engine" | grep -oE "[0-9.]+ M events/s" | cut -d' ' -f1)
-        traffic=$(echo "$out" | grep -m1 "from the first publish" | grep -oE "[0-9.]+ M events/s" | cut -d' ' -f1)
+        # A scenario without publishes has no "from the first publish" line: nan, not an exit.
+        whole=$(echo "$out" | grep -m1 "^  engine" | grep -oE "[0-9.]+ M events/s" | cut -d' ' -f1 || true)
+        traffic=$(echo "$out" | grep -m1 "from the first publish" | grep -oE "[0-9.]+ M events/s" | cut -d' ' -f1 || true)
         echo "$i ${traffic:-nan} ${whole:-nan}" >> "$LOG"
     done
+    [ "$(date +%s)" -lt "$end" ] || break
     sleep "$PAUSE"
 done
 echo "until $(date -u +%H:%M:%S) UTC" >&2
@@ -47,7 +50,7 @@ for i in $(seq 1 $#); do
     echo "${!i}"
     for col in 2 3; do
         label=$([ $col -eq 2 ] && echo "under traffic" || echo "whole run    ")
-        awk -v b="$i" -v c="$col" '$1 == b { print $c }' "$LOG" | sort -n | awk -v t="$TARGET" -v l="$label" '
+        awk -v b="$i" -v c="$col" '$1 == b && $c != "nan" { print $c }' "$LOG" | sort -n | awk -v t="$TARGET" -v l="$label" '
             { v[NR] = $1; s += $1; if ($1 >= t) hit++ }
             END {
                 if (NR == 0) { print "  " l ": no runs"; exit }
