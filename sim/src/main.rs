@@ -174,15 +174,16 @@ fn run(sc: &Scenario, quiet: bool, label: &str) -> Result<(Report, Speed), Strin
     let mut at_publish = None;
     if traffic_part {
         sim.run_until_with_progress(Duration::from_secs_f64(publish_from), &mut on_progress);
-        at_publish = Some((sim.events(), start.elapsed().as_secs_f64()));
+        at_publish = Some((sim.events(), sim.event_kinds(), start.elapsed().as_secs_f64()));
     }
     sim.run_with_progress(&mut on_progress);
     bar.finish_and_clear();
     let wall = start.elapsed().as_secs_f64();
     let report = sim.report();
-    let under_traffic = at_publish.map(|(events, at)| {
+    let under_traffic = at_publish.map(|(events, kinds, at)| {
         let (events, wall_s) = (report.events - events, wall - at);
-        SpeedWindow { from_s: publish_from, events, wall_s, events_per_s: events as f64 / wall_s.max(1e-9) }
+        let kinds = report.event_kinds.since(&kinds);
+        SpeedWindow { from_s: publish_from, events, wall_s, events_per_s: events as f64 / wall_s.max(1e-9), kinds }
     });
     let speed = Speed {
         wall_s: wall,

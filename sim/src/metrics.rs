@@ -386,6 +386,9 @@ pub struct Report {
     pub events: u64,
     /// Of those, timer entries skipped because their node had re-armed its deadline since.
     pub stale_timer_events: u64,
+    /// The events by kind.
+    #[serde(default)]
+    pub event_kinds: EventKinds,
     /// Hash of every output of every node (with its time and node).
     pub trace_hash: String,
     /// Hash of every delivery (node, message, time).
@@ -429,6 +432,41 @@ pub struct SpeedWindow {
     pub wall_s: f64,
     /// Events per wall second.
     pub events_per_s: f64,
+    /// Its events by kind.
+    #[serde(default)]
+    pub kinds: EventKinds,
+}
+
+/// Events processed, by kind: what a rate in events per second is made of.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventKinds {
+    /// Node deadlines (stale entries included).
+    pub timers: u64,
+    /// Writes that arrive as two buffers: nearly always a relay's flood, its forward head and
+    /// the body it received; now and then two frames that were queued together.
+    pub two_buffer_writes: u64,
+    /// Writes that arrive as one buffer: an origin's flood, control frames, joined writes.
+    pub one_buffer_writes: u64,
+    /// Everything else: dials, ends of stream, resolver answers, uplink wake-ups, spawns,
+    /// publishes, churn, failures, partitions, samples.
+    pub other: u64,
+}
+
+impl EventKinds {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.timers + self.two_buffer_writes + self.one_buffer_writes + self.other
+    }
+
+    /// The counts since `earlier`.
+    pub fn since(&self, earlier: &EventKinds) -> EventKinds {
+        EventKinds {
+            timers: self.timers - earlier.timers,
+            two_buffer_writes: self.two_buffer_writes - earlier.two_buffer_writes,
+            one_buffer_writes: self.one_buffer_writes - earlier.one_buffer_writes,
+            other: self.other - earlier.other,
+        }
+    }
 }
 
 /// Peak resident set size of this process in MiB, from `/proc/self/status` (Linux).

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use peerchannel_core::{ChannelPath, Config, Event, Input, Instant, LinkId, MeshId, Node, Output, Rng};
 use smallvec::SmallVec;
 
-use crate::metrics::{self, Lifetime, Phases, Recorder, Report, Sample, Traffic, NEVER};
+use crate::metrics::{self, EventKinds, Lifetime, Phases, Recorder, Report, Sample, Traffic, NEVER};
 use crate::network::{ephemeral_addr, host_addr, host_of, Network, Stream, Uplink};
 use crate::queue::EventQueue;
 use crate::registry::Registry;
@@ -199,6 +199,8 @@ pub struct Simulation {
     payload: Bytes,
     published: u64,
     events: u64,
+    /// Timers and writes among `events` (the rest is derived).
+    kinds: EventKinds,
     /// Timer entries popped after their node re-armed elsewhere (counted in `events`).
     stale: u64,
     crashes: usize,
@@ -285,6 +287,7 @@ impl Simulation {
             payload,
             published: 0,
             events: 0,
+            kinds: EventKinds::default(),
             stale: 0,
             crashes: 0,
             leaves: 0,
@@ -387,6 +390,7 @@ impl Simulation {
     fn handle(&mut self, at: u64, ev: Ev) {
         match ev {
             Ev::Timer { node } => {
+                self.kinds.timers += 1;
                 let n = &mut self.nodes[node as usize];
                 if n.armed != at {
                     self.stale += 1;
@@ -400,6 +404,11 @@ impl Simulation {
             Ev::DialArrives { conn } => self.dial_arrives(conn),
             Ev::DialDone { conn, ok } => self.dial_done(conn, ok),
             Ev::Data { conn, to, data } => {
+                if data.then.is_empty() {
+                    self.kinds.one_buffer_writes += 1;
+                } else {
+                    self.kinds.two_buffer_writes += 1;
+                }
                 let e = self.conns[conn as usize].ends[to as usize];
                 if !e.open {
                     return;
@@ -1185,6 +1194,7 @@ impl Simulation {
             traffic,
             events: self.events,
             stale_timer_events: self.stale,
+            event_kinds: self.event_kinds(),
             trace_hash: format!("{:016x}", self.rec.trace.value()),
             delivery_hash: format!("{:016x}", self.rec.deliveries.value()),
         }
@@ -1200,6 +1210,12 @@ impl Simulation {
     /// Simulated time now.
     pub fn now(&self) -> Duration {
         Duration::from_nanos(self.now)
+    }
+
+    /// Events processed so far, by kind.
+    pub fn event_kinds(&self) -> EventKinds {
+        // Only the kinds the hot loop tells apart anyway are counted; the rest is what is left.
+        EventKinds { other: self.events - self.kinds.total(), ..self.kinds }
     }
 
     /// Events processed so far.

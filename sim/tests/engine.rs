@@ -181,6 +181,7 @@ fn a_relayed_flood_is_never_copied_and_still_arrives_everywhere_once() {
         sim.live_nodes().iter().filter_map(|i| sim.node(*i)).map(|n| n.stats().reassembly_copied_bytes).sum()
     };
     let ((joined, chunked), copied_before) = (sim.joined_and_chunked_writes(), copied(&sim));
+    let (kinds_before, chunked_at_30) = (sim.event_kinds(), chunked);
     assert!(sim.send_from(3, Bytes::from(vec![7u8; 900])).is_some());
     // A 30-node mesh with 10 ms links: the flood is everywhere well within a second.
     sim.run_until(Duration::from_secs(31));
@@ -189,6 +190,12 @@ fn a_relayed_flood_is_never_copied_and_still_arrives_everywhere_once() {
     sim.run_until(Duration::from_secs(60));
     let r = sim.report();
     assert_eq!((r.messages[0].eligible, r.messages[0].delivered), (29, 29));
+    // Every write of two chunks (the flood's copies, and now and then two control frames pulled
+    // together) arrived as one event of that kind, and nothing else did.
+    let kinds = sim.event_kinds().since(&kinds_before);
+    let chunked_by_60 = sim.joined_and_chunked_writes().1 - chunked_at_30;
+    assert_eq!(kinds.two_buffer_writes, chunked_by_60, "{kinds:?}");
+    assert!(kinds.one_buffer_writes > 0 && kinds.timers > 0, "{kinds:?}");
     // Each of the 30 nodes sends the flood on (to one neighbor at least, three or four
     // mostly), every time as its two chunks.
     assert_eq!(joined, 0, "{joined} writes joined into a new buffer");
@@ -213,9 +220,13 @@ fn a_run_stopped_at_the_first_publish_and_resumed_is_the_same_run() {
     let whole = Simulation::new(scenario()).unwrap().run();
     let mut sim = Simulation::new(scenario()).unwrap();
     sim.run_until(Duration::from_secs(20));
-    let events_before = sim.events();
+    let (events_before, kinds_before) = (sim.events(), sim.event_kinds());
     let resumed = sim.run();
     assert!(events_before > 0 && events_before < resumed.events);
+    // The kinds add up to the events, before the stop and after it.
+    assert_eq!(kinds_before.total(), events_before);
+    assert_eq!(resumed.event_kinds.since(&kinds_before).total(), resumed.events - events_before);
+    assert_eq!(resumed.event_kinds, whole.event_kinds);
     assert!(!whole.messages.is_empty(), "nothing was published");
     assert_eq!(resumed.events, whole.events);
     assert_eq!((resumed.trace_hash, resumed.delivery_hash), (whole.trace_hash, whole.delivery_hash));
