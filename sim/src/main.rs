@@ -212,6 +212,12 @@ fn print_summary(sc: &Scenario, r: &Report, s: &Speed) {
         "            RMR {:.2}; last delivery hop mean {:.1}, max {}; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         d.rmr, d.last_hop_mean, d.last_hop_max, d.latency.p50_ms, d.latency.p99_ms, d.latency.max_ms
     );
+    if d.catch_up.deliveries > 0 {
+        println!(
+            "            catch-up: {} deliveries of earlier floods to nodes that joined after them (recovery), p50 {:.1} ms, max {:.1} ms after joining",
+            d.catch_up.deliveries, d.catch_up.after_join.p50_ms, d.catch_up.after_join.max_ms
+        );
+    }
     if let Some(last) = r.samples.last() {
         let most = r.samples.iter().map(|s| s.components).max().unwrap_or(0);
         println!(

@@ -270,6 +270,20 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+impl Latency {
+    /// Percentiles of sorted nanosecond figures (all 0 for none).
+    fn of_sorted(sorted: &[u64]) -> Latency {
+        let pct = |p: f64| -> f64 {
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+            ms(sorted[i.min(sorted.len() - 1)])
+        };
+        Latency { p50_ms: pct(0.5), p99_ms: pct(0.99), max_ms: pct(1.0) }
+    }
+}
+
 /// One scored message.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MessageReport {
@@ -281,9 +295,9 @@ pub struct MessageReport {
     pub delivered: usize,
     /// `delivered / eligible` (1.0 when nobody was eligible).
     pub reliability: f64,
-    /// Hops of the last delivery.
+    /// Hops of the last delivery to a member (a node joined by the send).
     pub last_hop: u8,
-    /// Slowest delivery, ms.
+    /// Slowest delivery to a member, ms.
     pub latency_max_ms: f64,
 }
 
@@ -339,8 +353,23 @@ pub struct DeliverySummary {
     pub last_hop_mean: f64,
     /// Largest last delivery hop.
     pub last_hop_max: u8,
-    /// Delivery latency over every delivery of scored messages.
+    /// Delivery latency over the deliveries of scored messages to their members: nodes that
+    /// had joined by the send, whether or not they lived through the window.
     pub latency: Latency,
+    /// Deliveries of scored messages to nodes that joined after the send (the recovery hands a
+    /// newcomer the floods of the last `recovery_window`); kept out of `latency` and the last
+    /// delivery hop, which are about the flood.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+}
+
+/// Floods a node got although it joined after they were sent: the recovery's catch-up.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CatchUp {
+    /// Such deliveries (within the scoring window).
+    pub deliveries: usize,
+    /// How long after joining they arrived: percentiles in ms (all 0 when there were none).
+    pub after_join: Latency,
 }
 
 /// Everything measured in a run except wall-clock speed; two runs with the same scenario and
@@ -550,6 +579,8 @@ impl Recorder {
         let mut misses = Vec::new();
         let mut reports = Vec::new();
         let mut latencies: Vec<u64> = Vec::new();
+        // Deliveries to nodes that joined after the send: how long after joining.
+        let mut catch_up: Vec<u64> = Vec::new();
         let mut got = vec![u64::MAX; lives.len()];
         for (mi, m) in self.messages.iter().enumerate() {
             let close = m.sent.saturating_add(window);
@@ -564,6 +595,14 @@ impl Recorder {
                 if d.latency <= window {
                     if let Some(g) = got.get_mut(d.node as usize) {
                         *g = mi as u64;
+                    }
+                    let at = m.sent + d.latency;
+                    match lives.get(d.node as usize).map(|l| l.joined) {
+                        Some(joined) if joined > m.sent => {
+                            catch_up.push(at.saturating_sub(joined));
+                            continue;
+                        }
+                        _ => {}
                     }
                     latencies.push(d.latency);
                     latency_max = latency_max.max(d.latency);
@@ -598,14 +637,8 @@ impl Recorder {
             });
         }
         latencies.sort_unstable();
-        let pct = |p: f64| -> f64 {
-            if latencies.is_empty() {
-                return 0.0;
-            }
-            let i = ((latencies.len() - 1) as f64 * p).round() as usize;
-            ms(latencies[i.min(latencies.len() - 1)])
-        };
-        let latency = Latency { p50_ms: pct(0.5), p99_ms: pct(0.99), max_ms: pct(1.0) };
+        catch_up.sort_unstable();
+        let latency = Latency::of_sorted(&latencies);
         let step = latencies.len().div_ceil(2000).max(1);
         let cdf: Vec<f64> = latencies.iter().step_by(step).map(|l| ms(*l)).collect();
         let n = reports.len();
@@ -619,6 +652,7 @@ impl Recorder {
             last_hop_mean: mean(reports.iter().map(|r| f64::from(r.last_hop))),
             last_hop_max: reports.iter().map(|r| r.last_hop).max().unwrap_or(0),
             latency,
+            catch_up: CatchUp { deliveries: catch_up.len(), after_join: Latency::of_sorted(&catch_up) },
         };
         let mut phase_reports = Vec::new();
         for (k, (from, label)) in phases.iter().enumerate() {
@@ -671,7 +705,8 @@ mod tests {
         let mut r = Recorder::default();
         let w = 10;
         // Node 0 sends at t=100. Node 1 and 2 were there throughout; node 3 joined after the
-        // send; node 4 died inside the window; node 5 got it only after the window.
+        // send (and got it as a catch-up); node 4 got it, then died inside the window; node 5
+        // got it only after the window.
         let lives = vec![
             Lifetime { joined: 0, died: NEVER },
             Lifetime { joined: 0, died: NEVER },
@@ -682,7 +717,8 @@ mod tests {
         ];
         r.sent(id(1), 0, 100);
         r.delivered(1, id(1), 103, 1);
-        r.delivered(3, id(1), 104, 2);
+        r.delivered(3, id(1), 108, 2);
+        r.delivered(4, id(1), 104, 4);
         r.delivered(5, id(1), 120, 3);
         let phases = vec![(0, "all".to_string())];
         let sc = r.score(&lives, 1000, w, &phases);
@@ -693,8 +729,14 @@ mod tests {
         // Eligible: 1, 2, 5. Delivered in window: 1.
         assert_eq!((msgs[0].eligible, msgs[0].delivered), (3, 1));
         assert!((sum.reliability_min - 1.0 / 3.0).abs() < 1e-12);
-        assert_eq!(msgs[0].last_hop, 2, "the last delivery inside the window was node 3's");
         assert_eq!(phases[0].messages, 1);
+        // Latency and the last hop are the flood's, over the members at the send (1 and 4, even
+        // though 4 died in the window); node 3's catch-up is counted apart, from its join.
+        assert_eq!(msgs[0].last_hop, 4, "the last delivery to a member inside the window was node 4's");
+        assert_eq!(msgs[0].latency_max_ms, ms(4));
+        assert_eq!(sum.latency.max_ms, ms(4), "node 3's later catch-up is not the flood's latency");
+        assert_eq!(sum.catch_up.deliveries, 1);
+        assert_eq!(sum.catch_up.after_join.max_ms, ms(7));
     }
 
     #[test]

@@ -77,6 +77,16 @@ fn churn_1k_with_reset_crashes_delivers_to_every_node_joined_for_the_whole_windo
     for s in r.samples.iter().filter(|s| s.t >= 25.0) {
         assert_eq!(s.components, 1, "split at {} s", s.t);
     }
+    // Churn does not hold the flood back from the nodes that were members when it was sent:
+    // no delivery to them waits for a repair (a crash's reset is seen at once, and a
+    // neighbor's departure never leaves a member without another path for long).
+    let d = &r.delivery;
+    assert!(d.latency.max_ms < 1000.0, "a member got a flood {} ms after its send", d.latency.max_ms);
+    // Newcomers get the floods of the window before they joined from their first neighbor's
+    // recovery store (Digest, Want, the resent floods: three crossings of one link), soon after
+    // joining; these catch-ups are counted apart from the flood's latency.
+    assert!(d.catch_up.deliveries > 0, "no newcomer caught up");
+    assert!(d.catch_up.after_join.max_ms < 1000.0, "a catch-up came {} ms after joining", d.catch_up.after_join.max_ms);
 }
 
 /// churn-1k as shipped (half the departures crash silently): the mesh may split for a moment
