@@ -407,7 +407,8 @@ pub struct Report {
     pub dips: DipSummary,
     /// Degree histogram of alive joined nodes at the end (index = degree).
     pub degree_histogram: Vec<usize>,
-    /// Sorted delivery latencies for the CDF plot, in ms, thinned to at most 2000 points.
+    /// Sorted delivery latencies to members (as `delivery.latency`) for the CDF plot, in ms,
+    /// thinned to at most 2000 points.
     pub latency_cdf_ms: Vec<f64>,
     /// Byte and frame counters.
     pub traffic: Traffic,

@@ -32,7 +32,7 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<std::path::PathBuf>,
     Ok(files.to_vec())
 }
 
-/// Cumulative distribution of delivery latency.
+/// Cumulative distribution of delivery latency to members (nodes joined by the send).
 pub fn latency_cdf(report: &Report, file: &Path) -> Result<(), PlotError> {
     let root = SVGBackend::new(file, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -45,7 +45,7 @@ pub fn latency_cdf(report: &Report, file: &Path) -> Result<(), PlotError> {
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..max * 1.05, 0.0..1.0)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("latency (ms)").y_desc("share of deliveries").draw().map_err(err)?;
+    chart.configure_mesh().x_desc("latency (ms)").y_desc("share of deliveries to members").draw().map_err(err)?;
     let n = lat.len().max(1) as f64;
     chart
         .draw_series(LineSeries::new(lat.iter().enumerate().map(|(i, l)| (*l, (i + 1) as f64 / n)), &BLUE))
