@@ -32,13 +32,7 @@ fn parse<T: std::str::FromStr>(arg: Option<String>, what: &str) -> Result<T, Str
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let name = args.next().ok_or_else(|| USAGE.to_string())?;
-    let mut sc = match Scenario::built_in(&name) {
-        Some(sc) => sc,
-        None => {
-            let text = std::fs::read_to_string(&name).map_err(|e| format!("{name}: {e}"))?;
-            Scenario::from_toml(&text).map_err(|e| format!("{name}: {e}"))?
-        }
-    };
+    let mut sc = Scenario::named(&name).map_err(|e| e.to_string())?;
     sc.seed = parse(args.next(), "SEED")?;
     let node: u32 = parse(args.next(), "NODE")?;
     let from: f64 = parse(args.next(), "FROM_SECS")?;

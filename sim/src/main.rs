@@ -87,16 +87,7 @@ struct Args {
 
 fn load(args: &Args) -> Result<Scenario, String> {
     let name = args.scenario.as_deref().unwrap_or("churn-1k");
-    let mut sc = match Scenario::built_in(name) {
-        Some(s) => s,
-        None => {
-            let text = std::fs::read_to_string(name).map_err(|e| {
-                let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
-                format!("cannot read scenario file {name:?}: {e} (built-in scenarios: {})", names.join(", "))
-            })?;
-            Scenario::from_toml(&text).map_err(|e| format!("{name}: {e}"))?
-        }
-    };
+    let mut sc = Scenario::named(name).map_err(|e| e.to_string())?;
     if let Some(n) = args.nodes {
         sc.nodes = n;
     }

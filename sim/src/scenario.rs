@@ -87,6 +87,13 @@ pub enum ScenarioError {
     Invalid(String),
     /// The core rejected the node configuration the scenario produces.
     Core(String),
+    /// Neither a built-in scenario nor a file that could be read.
+    NotFound {
+        /// The name or path given.
+        name: String,
+        /// Why the file could not be read.
+        error: String,
+    },
 }
 
 impl fmt::Display for ScenarioError {
@@ -95,6 +102,10 @@ impl fmt::Display for ScenarioError {
             ScenarioError::Parse(m) => write!(f, "scenario does not parse: {m}"),
             ScenarioError::Invalid(m) => write!(f, "invalid scenario: {m}"),
             ScenarioError::Core(m) => write!(f, "the core rejects the node configuration: {m}"),
+            ScenarioError::NotFound { name, error } => {
+                let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+                write!(f, "cannot read scenario file {name:?}: {error} (built-in scenarios: {})", names.join(", "))
+            }
         }
     }
 }
@@ -114,6 +125,20 @@ impl Scenario {
         let (_, text) = BUILT_IN.iter().find(|(n, _)| *n == name)?;
         // The shipped files are tested to parse; a failure here is a build defect.
         Scenario::from_toml(text).ok()
+    }
+
+    /// A built-in scenario by name, else the TOML file at that path.
+    pub fn named(name: &str) -> Result<Scenario, ScenarioError> {
+        if let Some(s) = Scenario::built_in(name) {
+            return Ok(s);
+        }
+        let text = std::fs::read_to_string(name)
+            .map_err(|e| ScenarioError::NotFound { name: name.to_string(), error: e.to_string() })?;
+        Scenario::from_toml(&text).map_err(|e| match e {
+            ScenarioError::Parse(m) => ScenarioError::Parse(format!("{name}: {m}")),
+            ScenarioError::Invalid(m) => ScenarioError::Invalid(format!("{name}: {m}")),
+            other => other,
+        })
     }
 
     /// The scenario as TOML (for `--out`, so a run can be repeated exactly).
@@ -650,6 +675,23 @@ mod tests {
         let bad_matrix = "[network.latency]\nkind = \"regions\"\nweights = [1.0, 1.0]\nmatrix_ms = [[1.0]]";
         assert!(matches!(Scenario::from_toml(bad_matrix), Err(ScenarioError::Invalid(_))));
         assert!(matches!(Scenario::from_toml("[network]\nloss = 1.5"), Err(ScenarioError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_scenario_is_named_by_built_in_name_or_by_path() {
+        assert_eq!(Scenario::named("steady-1k").unwrap().name, "steady-1k");
+        let dir = std::env::temp_dir().join(format!("peerchannel-sim-named-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (good, bad) = (dir.join("good.toml"), dir.join("bad.toml"));
+        std::fs::write(&good, "name = \"mine\"\nnodes = 7\n").unwrap();
+        std::fs::write(&bad, "nodez = 7\n").unwrap();
+        assert_eq!(Scenario::named(good.to_str().unwrap()).unwrap().nodes, 7);
+        let e = Scenario::named(bad.to_str().unwrap()).unwrap_err();
+        assert!(matches!(&e, ScenarioError::Parse(m) if m.contains("bad.toml")), "{e}");
+        let e = Scenario::named("no-such-scenario").unwrap_err();
+        assert!(matches!(e, ScenarioError::NotFound { .. }));
+        assert!(e.to_string().contains("churn-1k"), "the message lists the built-in names: {e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
